@@ -1,0 +1,320 @@
+//! `CsvBackend`: `metrics.csv`, `config.json`, one CSV per table, images and artifacts.
+//!
+//! # How the file grows
+//! Rows are appended (never the whole file rewritten per row, unlike the original). The
+//! header is `step` followed by every key in order of first appearance. When a row brings a
+//! key the header lacks, the file written so far is rewritten once into a temporary file with
+//! the wider header and earlier rows padded with empty cells, then renamed over
+//! `metrics.csv`: the file on disk is a valid CSV at every moment, and the cost is paid once
+//! per new column, not per row.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::backend::{
+    Artifacts, Backend, BackendContext, ImageRecord, Record, RunInfo, RunStatus, Table,
+};
+use crate::backends::appender::{copy_into, file_stem, write_atomic, Appender};
+use crate::config::merge_json;
+use crate::value::Value;
+use crate::{Error, Result};
+
+/// Writes metrics, config, tables, images and artifacts as plain files in the run directory.
+#[derive(Debug)]
+pub struct CsvBackend {
+    dir: PathBuf,
+    file: Appender,
+    columns: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, usize>,
+    header_written: bool,
+    cells: Vec<String>,
+    config: serde_json::Value,
+}
+
+impl CsvBackend {
+    /// Writes into `dir` (created if missing).
+    ///
+    /// # Errors
+    /// The directory or `metrics.csv` cannot be created.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create directory", &dir, e))?;
+        let path = dir.join("metrics.csv");
+        // A fresh run owns its file; appending to an old one would mix headers.
+        File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+        Ok(CsvBackend {
+            file: Appender::open(&path)?,
+            dir,
+            columns: Vec::new(),
+            index: HashMap::new(),
+            header_written: false,
+            cells: Vec::new(),
+            config: serde_json::Value::Null,
+        })
+    }
+
+    /// The registry constructor (files go directly into the run's outdir).
+    ///
+    /// # Errors
+    /// See [`CsvBackend::new`].
+    pub fn from_context(ctx: &BackendContext) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(CsvBackend::new(&ctx.outdir)?))
+    }
+
+    fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Rewrites the rows written so far under the wider header (see the module docs).
+    fn widen(&mut self) -> Result<()> {
+        self.file.flush()?;
+        let path = self.path().to_path_buf();
+        let tmp = path.with_extension("csv.tmp~");
+        {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(true)
+                .from_path(&path)
+                .map_err(|e| csv_err(&path, e))?;
+            let out = File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
+            let mut writer = csv::Writer::from_writer(BufWriter::new(out));
+            writer
+                .write_record(std::iter::once("step").chain(self.columns.iter().map(|c| &**c)))
+                .map_err(|e| csv_err(&tmp, e))?;
+            let width = self.columns.len() + 1;
+            let mut record = csv::StringRecord::new();
+            while reader
+                .read_record(&mut record)
+                .map_err(|e| csv_err(&path, e))?
+            {
+                while record.len() < width {
+                    record.push_field("");
+                }
+                writer.write_record(&record).map_err(|e| csv_err(&tmp, e))?;
+            }
+            writer
+                .flush()
+                .map_err(|e| Error::io("cannot write", &tmp, e))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io("cannot replace", &path, e))?;
+        self.file = Appender::open(&path)?;
+        Ok(())
+    }
+
+    fn write_row(&mut self, step: u64, values: &[(usize, &Value)]) -> Result<()> {
+        self.cells.resize(self.columns.len() + 1, String::new());
+        for c in &mut self.cells {
+            c.clear();
+        }
+        self.cells[0].push_str(&step.to_string());
+        for (i, v) in values {
+            v.write_text(&mut self.cells[i + 1]);
+        }
+        write_csv_row(self.file.buffer(), &self.cells);
+        self.file.row_done()
+    }
+}
+
+/// Appends one CSV row (RFC 4180 quoting) to `out`.
+fn write_csv_row<S: AsRef<str>>(out: &mut Vec<u8>, cells: &[S]) {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let cell = cell.as_ref();
+        if cell
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        {
+            out.push(b'"');
+            for b in cell.bytes() {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(cell.as_bytes());
+        }
+    }
+    out.push(b'\n');
+}
+
+fn csv_err(path: &Path, e: csv::Error) -> Error {
+    Error::backend("csv", format!("`{}`: {e}", path.display()))
+}
+
+impl Backend for CsvBackend {
+    fn name(&self) -> &str {
+        "csv"
+    }
+
+    fn log(&mut self, record: &Record) -> Result<()> {
+        let mut widened = false;
+        let mut slots = Vec::with_capacity(record.metrics.len());
+        for (key, value) in &record.metrics {
+            let i = match self.index.get(key) {
+                Some(i) => *i,
+                None => {
+                    self.columns.push(key.clone());
+                    self.index.insert(key.clone(), self.columns.len() - 1);
+                    widened = true;
+                    self.columns.len() - 1
+                }
+            };
+            slots.push((i, value));
+        }
+        if !self.header_written {
+            let header: Vec<&str> = std::iter::once("step")
+                .chain(self.columns.iter().map(|c| &**c))
+                .collect();
+            write_csv_row(self.file.buffer(), &header);
+            self.header_written = true;
+        } else if widened {
+            self.widen()?;
+        }
+        self.write_row(record.step, &slots)
+    }
+
+    fn log_config(&mut self, config: &serde_json::Value) -> Result<()> {
+        merge_json(&mut self.config, config);
+        let mut text = serde_json::to_vec_pretty(&self.config)
+            .map_err(|e| Error::backend("csv", format!("cannot encode config: {e}")))?;
+        text.push(b'\n');
+        write_atomic(&self.dir.join("config.json"), &text)
+    }
+
+    fn log_table(&mut self, table: &Table) -> Result<()> {
+        let path = self.dir.join(format!("{}.csv", file_stem(&table.key)));
+        let mut out = Vec::new();
+        write_csv_row(&mut out, &table.columns);
+        for row in &table.rows {
+            let cells: Vec<String> = row.iter().map(Value::to_string).collect();
+            write_csv_row(&mut out, &cells);
+        }
+        write_atomic(&path, &out)
+    }
+
+    fn log_image(&mut self, image: &ImageRecord) -> Result<()> {
+        let encoded = image.encode_png()?;
+        let media = self.dir.join("media");
+        std::fs::create_dir_all(&media)
+            .map_err(|e| Error::io("cannot create directory", &media, e))?;
+        let path = media.join(format!("{}_{}.png", file_stem(&image.key), image.step));
+        std::fs::write(&path, &encoded.png).map_err(|e| Error::io("cannot write", &path, e))
+    }
+
+    fn log_artifacts(&mut self, artifacts: &Artifacts) -> Result<()> {
+        let mut errors = Vec::new();
+        for (label, path) in &artifacts.items {
+            let dest = self.dir.join("artifacts").join(file_stem(label));
+            if let Err(e) = copy_into(path, &dest) {
+                errors.push(e);
+            }
+        }
+        Error::collect(errors)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.file.flush()
+    }
+
+    fn finish(&mut self, _status: RunStatus) -> Result<()> {
+        self.file.flush()
+    }
+
+    fn run_info(&self) -> Option<RunInfo> {
+        Some(RunInfo {
+            path: Some(self.path().to_path_buf()),
+            ..RunInfo::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(step: u64, m: &[(&str, Value)]) -> Record {
+        Record {
+            step,
+            timestamp: 0.0,
+            rank: 0,
+            metrics: m.iter().map(|(k, v)| (Arc::from(*k), v.clone())).collect(),
+        }
+    }
+
+    fn read(path: &Path) -> Vec<Vec<String>> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(path)
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    }
+
+    #[test]
+    fn new_columns_pad_earlier_rows_and_file_stays_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = CsvBackend::new(dir.path()).unwrap();
+        b.log(&record(0, &[("loss", 0.5.into())])).unwrap();
+        b.flush().unwrap();
+        b.log(&record(1, &[("loss", 0.25.into()), ("lr", 1e-4.into())]))
+            .unwrap();
+        b.log(&record(2, &[("lr", 2e-4.into())])).unwrap();
+        b.finish(RunStatus::Finished).unwrap();
+        let rows = read(&dir.path().join("metrics.csv"));
+        assert_eq!(rows[0], ["step", "loss", "lr"]);
+        assert_eq!(rows[1], ["0", "0.5", ""]);
+        assert_eq!(rows[2], ["1", "0.25", "0.0001"]);
+        assert_eq!(rows[3], ["2", "", "0.0002"]);
+    }
+
+    #[test]
+    fn awkward_keys_and_values_are_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = CsvBackend::new(dir.path()).unwrap();
+        let r = record(
+            0,
+            &[
+                ("a,b", Value::from("x\"y")),
+                ("nan", f64::NAN.into()),
+                ("inf", f64::NEG_INFINITY.into()),
+            ],
+        );
+        b.log(&r).unwrap();
+        b.finish(RunStatus::Finished).unwrap();
+        let rows = read(&dir.path().join("metrics.csv"));
+        assert_eq!(rows[0], ["step", "a,b", "nan", "inf"]);
+        assert_eq!(rows[1], ["0", "x\"y", "NaN", "-inf"]);
+    }
+
+    #[test]
+    fn config_merges_across_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = CsvBackend::new(dir.path()).unwrap();
+        b.log_config(&serde_json::json!({"lr": 1e-4})).unwrap();
+        b.log_config(&serde_json::json!({"batch_size": 32}))
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v, serde_json::json!({"lr": 1e-4, "batch_size": 32}));
+    }
+
+    #[test]
+    fn missing_artifact_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = CsvBackend::new(dir.path()).unwrap();
+        let err = b
+            .log_artifacts(&Artifacts {
+                items: vec![("model".into(), PathBuf::from("/nonexistent/model.bin"))],
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/model.bin"), "{err}");
+    }
+}

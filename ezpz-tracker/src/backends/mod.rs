@@ -1,0 +1,20 @@
+//! The built-in backends, one per file (a folder when one grows large).
+
+use std::sync::Arc;
+
+use crate::registry::Constructor;
+
+mod appender;
+pub mod csv;
+pub mod jsonl;
+pub mod memory;
+
+/// The built-in constructors, registered under these names.
+pub(crate) fn builtins() -> Vec<(&'static str, Constructor)> {
+    let list: Vec<(&'static str, Constructor)> = vec![
+        ("csv", Arc::new(csv::CsvBackend::from_context)),
+        ("jsonl", Arc::new(jsonl::JsonlBackend::from_context)),
+        ("memory", Arc::new(memory::MemoryBackend::from_context)),
+    ];
+    list
+}

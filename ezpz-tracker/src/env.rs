@@ -1,0 +1,293 @@
+//! Every environment variable the tracker reads, and what it detects from them.
+//!
+//! Code always overrides the environment: a value given to
+//! [`TrackerBuilder`](crate::TrackerBuilder) wins over the variable.
+
+use std::path::Path;
+
+/// Comma-separated backend names (`csv,jsonl,tensorboard,mlflow,wandb`, or `none`).
+pub const EZPZ_TRACKER_BACKENDS: &str = "EZPZ_TRACKER_BACKENDS";
+/// Shorthand for [`EZPZ_TRACKER_BACKENDS`], read when that one is unset.
+pub const EZPZ_TRACKERS: &str = "EZPZ_TRACKERS";
+/// Seconds `finish` waits for each backend (default 30).
+pub const EZPZ_FINISH_TIMEOUT: &str = "EZPZ_FINISH_TIMEOUT";
+/// Scheduler override (`PBS`, `SLURM`, …).
+pub const EZPZ_SCHEDULER: &str = "EZPZ_SCHEDULER";
+/// Project name, first choice after the code's.
+pub const WB_PROJECT: &str = "WB_PROJECT";
+/// Project name, second choice.
+pub const WANDB_PROJECT: &str = "WANDB_PROJECT";
+/// Project name, third choice.
+pub const WB_PROJECT_NAME: &str = "WB_PROJECT_NAME";
+/// MLflow server; when set, `mlflow` joins the default backends.
+pub const MLFLOW_TRACKING_URI: &str = "MLFLOW_TRACKING_URI";
+/// W&B API key; when set, `wandb` joins the default backends.
+pub const WANDB_API_KEY: &str = "WANDB_API_KEY";
+/// W&B mode (`online`, `offline`, `disabled`, `shared`, `dryrun` = offline); `offline` adds
+/// `wandb` to the default backends.
+pub const WANDB_MODE: &str = "WANDB_MODE";
+/// Any non-empty value disables W&B.
+pub const WANDB_DISABLED: &str = "WANDB_DISABLED";
+
+/// Global rank, in order of precedence.
+pub const RANK_VARS: &[&str] = &[
+    "RANK",
+    "PMI_RANK",
+    "OMPI_COMM_WORLD_RANK",
+    "PMIX_RANK",
+    "SLURM_PROCID",
+];
+/// Rank within the node, in order of precedence.
+pub const LOCAL_RANK_VARS: &[&str] = &[
+    "LOCAL_RANK",
+    "PALS_LOCAL_RANKID",
+    "PMIX_LOCAL_RANK",
+    "PMI_LOCAL_RANK",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "MPI_LOCALRANKID",
+    "MPICH_LOCALRANKID",
+    "SLURM_LOCAL_ID",
+];
+/// World size, in order of precedence.
+pub const WORLD_SIZE_VARS: &[&str] = &[
+    "WORLD_SIZE",
+    "PMI_SIZE",
+    "OMPI_COMM_WORLD_SIZE",
+    "SLURM_NTASKS",
+];
+/// Ranks per node, in order of precedence.
+pub const LOCAL_SIZE_VARS: &[&str] = &[
+    "LOCAL_WORLD_SIZE",
+    "NGPU_PER_HOST",
+    "PMI_LOCAL_SIZE",
+    "OMPI_COMM_WORLD_LOCAL_SIZE",
+    "SLURM_NTASKS_PER_NODE",
+];
+
+/// A variable's value, `None` when unset or blank.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn first_usize(names: &[&str]) -> Option<usize> {
+    names.iter().find_map(|n| var(n)?.parse().ok())
+}
+
+/// Where this process sits in a distributed job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankInfo {
+    /// Global rank (0 does all external I/O).
+    pub rank: usize,
+    /// Rank within the node.
+    pub local_rank: usize,
+    /// Number of ranks.
+    pub world_size: usize,
+    /// Lower-case host name.
+    pub hostname: String,
+    /// `PBS`, `SLURM` or `UNKNOWN`.
+    pub scheduler: String,
+    /// Known machine name (from the host name), else the host name.
+    pub machine: String,
+    /// The scheduler's job id, if any.
+    pub job_id: Option<String>,
+    /// Number of nodes.
+    pub num_nodes: usize,
+}
+
+impl Default for RankInfo {
+    fn default() -> Self {
+        RankInfo::single()
+    }
+}
+
+impl RankInfo {
+    /// A single process: rank 0 of 1 on this host.
+    pub fn single() -> Self {
+        let hostname = hostname();
+        RankInfo {
+            rank: 0,
+            local_rank: 0,
+            world_size: 1,
+            machine: machine(&hostname),
+            scheduler: scheduler(),
+            job_id: job_id(),
+            num_nodes: 1,
+            hostname,
+        }
+    }
+
+    /// Reads rank, local rank and world size from the launcher's variables ([`RANK_VARS`],
+    /// [`LOCAL_RANK_VARS`], [`WORLD_SIZE_VARS`]); a process started without a launcher is
+    /// rank 0 of 1.
+    pub fn from_env() -> Self {
+        let mut info = RankInfo::single();
+        info.rank = first_usize(RANK_VARS).unwrap_or(0);
+        info.world_size = first_usize(WORLD_SIZE_VARS).unwrap_or(1).max(info.rank + 1);
+        let per_node = first_usize(LOCAL_SIZE_VARS).filter(|n| *n > 0);
+        info.num_nodes = var("SLURM_NNODES")
+            .and_then(|v| v.parse().ok())
+            .or_else(|| per_node.map(|p| info.world_size.div_ceil(p)))
+            .unwrap_or(1)
+            .max(1);
+        info.local_rank = first_usize(LOCAL_RANK_VARS).unwrap_or_else(|| {
+            let per_node = per_node.unwrap_or(info.world_size / info.num_nodes).max(1);
+            info.rank % per_node
+        });
+        info
+    }
+
+    /// The same host and scheduler with an explicit rank and world size.
+    pub fn with_rank(mut self, rank: usize, world_size: usize) -> Self {
+        self.rank = rank;
+        self.world_size = world_size.max(rank + 1);
+        self
+    }
+
+    /// Whether this process does external I/O.
+    pub fn is_main(&self) -> bool {
+        self.rank == 0
+    }
+}
+
+/// The lower-case host name (`HOSTNAME`/`HOST` when the system call fails).
+pub fn hostname() -> String {
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    let name = if name.is_empty() {
+        var("HOSTNAME")
+            .or_else(|| var("HOST"))
+            .unwrap_or_else(|| "localhost".into())
+    } else {
+        name
+    };
+    name.to_lowercase()
+}
+
+/// The machine name for a host (the ALCF/NERSC/OLCF prefix table of the original), else the
+/// host name itself.
+pub fn machine(hostname: &str) -> String {
+    const PREFIXES: &[(&str, &str)] = &[
+        ("frontier", "Frontier"),
+        ("sophia", "Sophia"),
+        ("theta", "ThetaGPU"),
+        ("sunspot", "SunSpot"),
+        ("x1", "SunSpot"),
+        ("aurora", "Aurora"),
+        ("x4", "Aurora"),
+        ("login", "Perlmutter"),
+        ("nid", "Perlmutter"),
+    ];
+    if let Some((_, m)) = PREFIXES.iter().find(|(p, _)| hostname.starts_with(p)) {
+        return (*m).to_string();
+    }
+    if hostname.starts_with("x3") {
+        return if hostname.contains("sirius") {
+            "Sirius"
+        } else {
+            "Polaris"
+        }
+        .to_string();
+    }
+    hostname.to_string()
+}
+
+/// `EZPZ_SCHEDULER`, else `PBS`/`SLURM` from their job variables, else `UNKNOWN`.
+pub fn scheduler() -> String {
+    if let Some(s) = var(EZPZ_SCHEDULER) {
+        return s.to_uppercase();
+    }
+    if var("PBS_JOBID").is_some() {
+        "PBS".into()
+    } else if var("SLURM_JOB_ID").is_some() || var("SLURM_JOBID").is_some() {
+        "SLURM".into()
+    } else {
+        "UNKNOWN".into()
+    }
+}
+
+/// The scheduler's job id (PBS short form), if any.
+pub fn job_id() -> Option<String> {
+    var("PBS_JOBID")
+        .map(|j| j.split('.').next().unwrap_or_default().to_string())
+        .or_else(|| var("SLURM_JOB_ID"))
+        .or_else(|| var("SLURM_JOBID"))
+}
+
+/// The project name when none is given: `WB_PROJECT` → `WANDB_PROJECT` → `WB_PROJECT_NAME` →
+/// `ezpz.<exe parent dir>.<exe stem>` (so `target/release/examples/vit` gives
+/// `ezpz.examples.vit`).
+pub fn default_project_name() -> String {
+    var(WB_PROJECT)
+        .or_else(|| var(WANDB_PROJECT))
+        .or_else(|| var(WB_PROJECT_NAME))
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| project_from_exe(&exe))
+                .unwrap_or_else(|| "ezpz".into())
+        })
+}
+
+fn project_from_exe(exe: &Path) -> Option<String> {
+    let stem = exe.file_stem()?.to_string_lossy().to_string();
+    // Test and example binaries carry a `-<hash>` suffix in deps/; drop it.
+    let stem = match stem.rsplit_once('-') {
+        Some((base, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+            base.to_string()
+        }
+        _ => stem,
+    };
+    let parent = exe.parent()?.file_name()?.to_string_lossy().to_string();
+    Some(format!("ezpz.{parent}.{stem}"))
+}
+
+/// Loads credentials the way the original does: `~/.amsc.env` first, then the nearest `.env`
+/// from the working directory upward, the latter overriding. Variables already set in the
+/// process environment are kept when they come from neither file.
+pub fn load_dotenv() {
+    if let Some(home) = std::env::var_os("HOME") {
+        let user = Path::new(&home).join(".amsc.env");
+        if user.is_file() {
+            let _ = dotenvy::from_path(&user);
+        }
+    }
+    if let Ok(mut dir) = std::env::current_dir() {
+        loop {
+            let candidate = dir.join(".env");
+            if candidate.is_file() {
+                let _ = dotenvy::from_path_override(&candidate);
+                break;
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_prefix_table() {
+        assert_eq!(machine("x4102c3s0b0n0"), "Aurora");
+        assert_eq!(machine("x3005c0s13b0n0"), "Polaris");
+        assert_eq!(machine("x3005-sirius"), "Sirius");
+        assert_eq!(machine("nid001234"), "Perlmutter");
+        assert_eq!(machine("laptop"), "laptop");
+    }
+
+    #[test]
+    fn project_from_example_binary() {
+        let p = Path::new("/x/target/release/examples/vit");
+        assert_eq!(project_from_exe(p).unwrap(), "ezpz.examples.vit");
+        let t = Path::new("/x/target/debug/deps/tracker-0123456789abcdef");
+        assert_eq!(project_from_exe(t).unwrap(), "ezpz.deps.tracker");
+    }
+}

@@ -1,0 +1,93 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `ezpz-tracker`.
+///
+/// Only [`TrackerBuilder::build`](crate::TrackerBuilder::build),
+/// [`Tracker::flush`](crate::Tracker::flush) and [`Tracker::finish`](crate::Tracker::finish)
+/// return it to the caller; the logging calls never fail (backend errors become one warning
+/// per cause).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or directory could not be created, read or written.
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        /// What we were doing ("cannot create directory", "cannot write", ...).
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A backend name that no constructor is registered for.
+    #[error("unknown tracker backend `{name}` (registered: {registered})")]
+    UnknownBackend {
+        /// The name asked for.
+        name: String,
+        /// The registered names, comma-separated.
+        registered: String,
+    },
+    /// A value or configuration the user gave is not acceptable.
+    #[error("invalid {what}: {message}")]
+    Invalid {
+        /// Which setting or input.
+        what: &'static str,
+        /// Why, and what to do.
+        message: String,
+    },
+    /// A backend reported a failure (remote server answers, encoding, ...).
+    #[error("{backend}: {message}")]
+    Backend {
+        /// The backend's name.
+        backend: String,
+        /// What happened, phrased for the user.
+        message: String,
+    },
+    /// A flush or finish did not complete within its time cap.
+    #[error("{backend}: {operation} did not complete within {seconds:.1} s")]
+    Timeout {
+        /// The backend's name.
+        backend: String,
+        /// `flush` or `finish`.
+        operation: &'static str,
+        /// The cap that expired.
+        seconds: f64,
+    },
+    /// Several backends failed; each error is listed.
+    #[error("{} backend(s) failed: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Multiple(Vec<Error>),
+}
+
+impl Error {
+    /// An I/O error with the path it concerns.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A backend failure with a message for the user.
+    pub fn backend(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Combines errors: none → `Ok`, one → itself, several → [`Error::Multiple`].
+    pub fn collect(mut errors: Vec<Error>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Multiple(errors)),
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

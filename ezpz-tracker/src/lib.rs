@@ -1,0 +1,102 @@
+//! # ezpz-tracker
+//!
+//! Multi-backend, rank-aware experiment tracking for (distributed) training: one
+//! [`Tracker`] fans metrics, configuration, tables, images, histograms and artifacts out to
+//! CSV, JSONL, TensorBoard, MLflow and Weights & Biases — a Rust port of `ezpz.tracker`.
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! # fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use ezpz_tracker::TrackerBuilder;
+//!
+//! let tracker = TrackerBuilder::new()
+//!     .project("my-project")
+//!     .backends("csv,jsonl")          // or EZPZ_TRACKER_BACKENDS, or the defaults
+//!     .outdir("outputs/run-001")
+//!     .config(&serde_json::json!({"lr": 1e-4, "model": {"depth": 6}}))
+//!     .build()?;
+//! for step in 0..100u64 {
+//!     let loss = 1.0 / (1.0 + step as f64);
+//!     tracker.log([("train/loss", loss), ("train/lr", 1e-4)]);
+//! }
+//! tracker.log_table("predictions", ["id", "label"], vec![vec![0, 3], vec![1, 7]]);
+//! let summary = tracker.finish()?;
+//! println!("wrote {}", summary.outdir.unwrap().display());
+//! # Ok(()) }
+//! ```
+//!
+//! The original's one-call form is [`setup_tracker`]; it never fails (problems are warnings).
+//!
+//! ## Backends
+//!
+//! | name | writes | notes |
+//! |---|---|---|
+//! | `csv` | `metrics.csv`, `config.json`, `<table>.csv`, `media/*.png`, `artifacts/<label>/` | appends rows; the header grows with new keys ([`CsvBackend`]) |
+//! | `jsonl` | `metrics.jsonl` | one object per step ([`JsonlBackend`]) |
+//! | `memory` | nothing | a test double ([`MemoryBackend`]) |
+//!
+//! Default backends (nothing named anywhere): `csv`, `jsonl`, `tensorboard` where compiled
+//! in, plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when `WANDB_API_KEY` is
+//! set or `WANDB_MODE=offline`. A custom backend implements [`Backend`] (three required
+//! methods) and is attached with [`TrackerBuilder::add_backend`] or registered by name with
+//! [`register_backend`].
+//!
+//! ## Distributed (MPI)
+//!
+//! The tracker is rank-aware: only rank 0 creates files, threads or connections; other ranks
+//! keep nothing. With an [`Aggregator`] attached (the MPI one behind the `mpi` feature), every
+//! logged scalar also gets `key/mean`, `key/min`, `key/max`, `key/std` (population) across
+//! ranks, on rank 0. Rank, local rank and world size come from the launcher's environment
+//! ([`RankInfo::from_env`]) unless given.
+//!
+//! ## Flushing and shutdown
+//!
+//! Logging calls return `()`: they convert values on the caller's thread and enqueue them for
+//! each backend's worker thread (`ezpz-<name>`). A slow backend applies backpressure with a
+//! bounded wait (then drops, counting and warning once); a failing one warns once per cause
+//! and never stops the others. Workers flush at least once a second. [`Tracker::flush`] and
+//! [`Tracker::finish`] are the only fallible calls, both idempotent and capped by
+//! `EZPZ_FINISH_TIMEOUT`; dropping the last clone of a tracker finishes it.
+//!
+//! ## Cargo features
+//!
+//! Backends beyond CSV/JSONL/memory are features, on by default where they exist: see the
+//! workspace README. `mpi` (off) adds cross-rank aggregation over MPI.
+//!
+//! ## Environment variables
+//!
+//! Every variable is a documented constant in [`env`]: `EZPZ_TRACKER_BACKENDS`,
+//! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
+//! the rank variables of MPI launchers and schedulers, and each backend's own.
+#![warn(missing_docs)]
+
+mod aggregate;
+mod backend;
+pub mod backends;
+pub mod config;
+pub mod env;
+mod error;
+mod registry;
+mod setup;
+mod tracker;
+mod value;
+mod worker;
+
+pub use aggregate::{is_aggregate_key, Aggregator, Stats};
+pub use backend::{
+    Artifacts, Backend, BackendContext, EncodedImage, HistogramRecord, ImageRecord, ImageSource,
+    Record, RunInfo, RunStatus, Table,
+};
+pub use backends::csv::CsvBackend;
+pub use backends::jsonl::JsonlBackend;
+pub use backends::memory::{MemoryBackend, MemorySnapshot};
+pub use env::RankInfo;
+pub use error::{Error, Result};
+pub use registry::{register_backend, registered_backends, unregister_backend, Constructor};
+pub use setup::{
+    default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
+    DEFAULT_ENQUEUE_TIMEOUT, DEFAULT_FINISH_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
+};
+pub use tracker::{BackendInfo, BackendSummary, FinishHook, Summary, Tracker};
+pub use value::{IntoMetrics, Metric, Value};

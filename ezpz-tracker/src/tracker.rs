@@ -1,0 +1,556 @@
+//! `Tracker`: validates and stamps on the caller's thread, fans out to backend workers.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::aggregate::Aggregator;
+use crate::backend::{
+    Artifacts, HistogramRecord, ImageRecord, ImageSource, Record, RunInfo, RunStatus, Table,
+};
+use crate::value::{IntoMetrics, Metric, Value};
+use crate::worker::{Msg, WorkerHandle};
+use crate::{Error, RankInfo, Result};
+
+/// Runs at finish on rank 0, before the backends end, with the tracker still open (it may log
+/// tables and artifacts). The end-of-run report is one.
+pub type FinishHook = Box<dyn Fn(&Tracker) + Send + Sync>;
+
+/// A backend attached to a tracker, as seen from the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendInfo {
+    /// The backend's name.
+    pub name: String,
+    /// Its run identity, once known (run id, URL, local path).
+    pub run_info: Option<RunInfo>,
+}
+
+/// What happened to one backend over the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSummary {
+    /// The backend's name.
+    pub name: String,
+    /// Records it wrote.
+    pub records: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Messages dropped because its queue stayed full or its worker stopped.
+    pub dropped: u64,
+    /// Its run identity.
+    pub run_info: Option<RunInfo>,
+}
+
+/// The outcome of [`Tracker::finish`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Summary {
+    /// Where local files went (rank 0), if anywhere.
+    pub outdir: Option<PathBuf>,
+    /// One entry per backend, in attachment order.
+    pub backends: Vec<BackendSummary>,
+    /// Committed records (steps) logged through this tracker.
+    pub steps: u64,
+}
+
+impl Summary {
+    /// Messages dropped across all backends.
+    pub fn dropped(&self) -> u64 {
+        self.backends.iter().map(|b| b.dropped).sum()
+    }
+}
+
+pub(crate) struct TrackerParts {
+    pub workers: Vec<WorkerHandle>,
+    pub rank: RankInfo,
+    pub project: String,
+    pub run_name: String,
+    pub outdir: Option<PathBuf>,
+    pub aggregator: Option<Box<dyn Aggregator>>,
+    pub finish_timeout: Duration,
+    pub finish_hooks: Vec<FinishHook>,
+    pub start_time: f64,
+}
+
+/// Fans tracked data out to backends.
+///
+/// Cheap to clone (`Arc`), `Send + Sync`. Logging calls return `()`: they validate, convert
+/// and enqueue, and never block on I/O or panic. Only [`flush`](Tracker::flush) and
+/// [`finish`](Tracker::finish) can fail. Dropping the last clone finishes the run.
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    parts: TrackerParts,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next_step: u64,
+    steps: u64,
+    pending: Vec<Metric>,
+    pending_step: Option<u64>,
+    warned: HashSet<&'static str>,
+    finished: Option<Summary>,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("project", &self.inner.parts.project)
+            .field("backends", &self.backend_names())
+            .field("rank", &self.inner.parts.rank.rank)
+            .finish()
+    }
+}
+
+impl Tracker {
+    pub(crate) fn from_parts(parts: TrackerParts) -> Tracker {
+        Tracker {
+            inner: Arc::new(Inner {
+                parts,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// A tracker with no backends: every call is a no-op (the original's `NullTracker`).
+    pub fn disabled() -> Tracker {
+        Tracker::from_parts(TrackerParts {
+            workers: Vec::new(),
+            rank: RankInfo::single(),
+            project: "ezpz".into(),
+            run_name: String::new(),
+            outdir: None,
+            aggregator: None,
+            finish_timeout: Duration::from_secs(1),
+            finish_hooks: Vec::new(),
+            start_time: now(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether any backend is attached (false for a disabled tracker and on ranks ≠ 0).
+    pub fn is_enabled(&self) -> bool {
+        !self.inner.parts.workers.is_empty()
+    }
+
+    /// Names of the attached backends, in order.
+    pub fn backend_names(&self) -> Vec<String> {
+        self.inner
+            .parts
+            .workers
+            .iter()
+            .map(|w| w.name.clone())
+            .collect()
+    }
+
+    /// The attached backend called `name`, with its run identity (the last one attached wins).
+    pub fn get_backend(&self, name: &str) -> Option<BackendInfo> {
+        self.inner
+            .parts
+            .workers
+            .iter()
+            .rev()
+            .find(|w| w.name == name)
+            .map(|w| BackendInfo {
+                name: w.name.clone(),
+                run_info: w.run_info(),
+            })
+    }
+
+    /// This process's rank and topology.
+    pub fn rank(&self) -> &RankInfo {
+        &self.inner.parts.rank
+    }
+
+    /// The project name.
+    pub fn project(&self) -> &str {
+        &self.inner.parts.project
+    }
+
+    /// The run name.
+    pub fn run_name(&self) -> &str {
+        &self.inner.parts.run_name
+    }
+
+    /// The run's output directory on rank 0 (none on other ranks or for a disabled tracker).
+    pub fn outdir(&self) -> Option<&Path> {
+        self.inner.parts.outdir.as_deref()
+    }
+
+    /// When the tracker was built, in seconds since the Unix epoch.
+    pub fn start_time(&self) -> f64 {
+        self.inner.parts.start_time
+    }
+
+    /// The step the next auto-stepped record gets.
+    pub fn next_step(&self) -> u64 {
+        self.state().next_step
+    }
+
+    fn warn_once(state: &mut State, cause: &'static str, message: impl FnOnce() -> String) {
+        if state.warned.insert(cause) {
+            tracing::warn!("ezpz: {}", message());
+        }
+    }
+
+    /// Logs one row of metrics at the next step.
+    ///
+    /// A `"step"` key sets the step (and is not logged as a metric); otherwise the step is one
+    /// more than the previous row's. An empty set is a no-op.
+    ///
+    /// ```
+    /// # let tracker = ezpz_tracker::Tracker::disabled();
+    /// tracker.log([("loss", 0.42), ("lr", 1e-4)]);
+    /// tracker.log(ezpz_tracker::metrics! { "epoch" => 1, "phase" => "train" });
+    /// ```
+    pub fn log(&self, metrics: impl IntoMetrics) {
+        self.log_with(metrics, None, true);
+    }
+
+    /// Logs one row at an explicit step (later auto steps continue from it).
+    pub fn log_at(&self, step: u64, metrics: impl IntoMetrics) {
+        self.log_with(metrics, Some(step), true);
+    }
+
+    /// Adds metrics to the current row without committing it (the original's
+    /// `commit=False`); the next [`log`](Tracker::log) or [`commit`](Tracker::commit) writes
+    /// the whole row once.
+    pub fn stage(&self, metrics: impl IntoMetrics) {
+        self.log_with(metrics, None, false);
+    }
+
+    /// Commits the staged row, if any.
+    pub fn commit(&self) {
+        self.log_with(Vec::<Metric>::new(), None, true);
+    }
+
+    /// The general form: `step` (explicit wins over a `"step"` key and the counter) and
+    /// `commit` (false stages the metrics into the current row).
+    pub fn log_with(&self, metrics: impl IntoMetrics, step: Option<u64>, commit: bool) {
+        let metrics = metrics.into_metrics();
+        let mut state = self.state();
+        if state.finished.is_some() {
+            Self::warn_once(&mut state, "log-after-finish", || {
+                "log called after finish; ignored".into()
+            });
+            return;
+        }
+        for (key, value) in metrics {
+            if key.is_empty() {
+                Self::warn_once(&mut state, "empty-key", || {
+                    "a metric with an empty name was ignored".into()
+                });
+                continue;
+            }
+            if &*key == "step" {
+                match value.as_f64() {
+                    Some(s) if s >= 0.0 && s.fract() == 0.0 && s.is_finite() => {
+                        state.pending_step = Some(s as u64)
+                    }
+                    _ => Self::warn_once(&mut state, "bad-step", || {
+                        format!("`step` must be a non-negative integer, got `{value}`; ignored")
+                    }),
+                }
+                continue;
+            }
+            match state.pending.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => state.pending.push((key, value)),
+            }
+        }
+        if let Some(s) = step {
+            state.pending_step = Some(s);
+        }
+        if !commit || state.pending.is_empty() {
+            return;
+        }
+        let step = state.pending_step.take().unwrap_or(state.next_step);
+        state.next_step = step + 1;
+        state.steps += 1;
+        let mut metrics = std::mem::take(&mut state.pending);
+        if let Some(agg) = &self.inner.parts.aggregator {
+            if agg.world_size() > 1 {
+                let numeric: Vec<(Arc<str>, f64)> = metrics
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                    .collect();
+                let aggregates = agg.aggregate(&numeric);
+                if self.inner.parts.rank.is_main() {
+                    metrics.extend(aggregates);
+                }
+            }
+        }
+        if self.inner.parts.workers.is_empty() {
+            return;
+        }
+        let record = Arc::new(Record {
+            step,
+            timestamp: now(),
+            rank: self.inner.parts.rank.rank,
+            metrics,
+        });
+        // Sent under the lock so every backend sees rows in the same order.
+        for w in &self.inner.parts.workers {
+            w.send(Msg::Log(record.clone()));
+        }
+    }
+
+    fn fan_out(&self, make: impl Fn() -> Msg) {
+        if self.inner.parts.workers.is_empty() {
+            return;
+        }
+        let mut state = self.state();
+        if state.finished.is_some() {
+            Self::warn_once(&mut state, "call-after-finish", || {
+                "a logging call after finish was ignored".into()
+            });
+            return;
+        }
+        for w in &self.inner.parts.workers {
+            w.send(make());
+        }
+    }
+
+    /// Merges configuration (anything `Serialize`; a non-object value is stored under
+    /// `config`). Later calls add or replace keys.
+    pub fn log_config(&self, config: impl Serialize) {
+        if !self.is_enabled() {
+            return;
+        }
+        match serde_json::to_value(config) {
+            Ok(v) => {
+                let v = Arc::new(crate::config::as_object(v));
+                self.fan_out(|| Msg::Config(v.clone()));
+            }
+            Err(e) => {
+                let mut state = self.state();
+                Self::warn_once(&mut state, "bad-config", || {
+                    format!("configuration could not be serialized ({e}); ignored")
+                });
+            }
+        }
+    }
+
+    /// Logs a table (`columns`, then rows of values).
+    pub fn log_table<C, R, V>(&self, key: &str, columns: C, rows: R)
+    where
+        C: IntoIterator,
+        C::Item: Into<String>,
+        R: IntoIterator,
+        R::Item: IntoIterator<Item = V>,
+        V: Into<Value>,
+    {
+        if !self.is_enabled() {
+            return;
+        }
+        let table = Arc::new(Table {
+            key: key.to_string(),
+            columns: columns.into_iter().map(Into::into).collect(),
+            rows: rows
+                .into_iter()
+                .map(|r| r.into_iter().map(Into::into).collect())
+                .collect(),
+            step: self.next_step(),
+        });
+        self.fan_out(|| Msg::Table(table.clone()));
+    }
+
+    /// Logs an image from a file path or an in-memory image (`image::DynamicImage`,
+    /// `RgbImage`, …). A file is read by each backend's worker, not here.
+    pub fn log_image(&self, key: &str, source: impl Into<ImageSource>, caption: Option<&str>) {
+        if !self.is_enabled() {
+            return;
+        }
+        let image = Arc::new(ImageRecord {
+            key: key.to_string(),
+            source: source.into(),
+            caption: caption.map(str::to_string),
+            step: self.next_step(),
+        });
+        self.fan_out(|| Msg::Image(image.clone()));
+    }
+
+    /// Stores files or directories with the run, by label (`label → path`).
+    pub fn log_artifacts<L, P>(&self, items: impl IntoIterator<Item = (L, P)>)
+    where
+        L: Into<String>,
+        P: Into<PathBuf>,
+    {
+        if !self.is_enabled() {
+            return;
+        }
+        let artifacts = Arc::new(Artifacts {
+            items: items
+                .into_iter()
+                .map(|(l, p)| (l.into(), p.into()))
+                .collect(),
+        });
+        self.fan_out(|| Msg::Artifacts(artifacts.clone()));
+    }
+
+    /// Logs a histogram of `values` at the next step.
+    pub fn log_histogram(&self, key: &str, values: impl Into<Arc<[f64]>>) {
+        if !self.is_enabled() {
+            return;
+        }
+        let histogram = Arc::new(HistogramRecord {
+            key: key.to_string(),
+            values: values.into(),
+            step: self.next_step(),
+        });
+        self.fan_out(|| Msg::Histogram(histogram.clone()));
+    }
+
+    /// Makes everything logged so far durable in every backend, waiting at most the finish
+    /// timeout (`EZPZ_FINISH_TIMEOUT`). Idempotent; a staged row stays staged.
+    ///
+    /// # Errors
+    /// Each backend that failed or did not answer in time.
+    pub fn flush(&self) -> Result<()> {
+        if self.state().finished.is_some() {
+            return Ok(());
+        }
+        self.control("flush", |reply| Msg::Flush(reply))
+    }
+
+    fn control(
+        &self,
+        op: &'static str,
+        make: impl Fn(crossbeam_channel::Sender<Result<()>>) -> Msg,
+    ) -> Result<()> {
+        let cap = self.inner.parts.finish_timeout;
+        let deadline = Instant::now() + cap;
+        let workers = &self.inner.parts.workers;
+        let pending: Vec<_> = workers
+            .iter()
+            .map(|w| w.request(op, &make, deadline, cap))
+            .collect();
+        let errors = workers
+            .iter()
+            .zip(pending)
+            .filter_map(|(w, p)| p.and_then(|rx| w.await_reply(&rx, op, deadline, cap)).err())
+            .collect();
+        Error::collect(errors)
+    }
+
+    /// Ends the run normally. See [`finish_with`](Tracker::finish_with).
+    ///
+    /// # Errors
+    /// See [`finish_with`](Tracker::finish_with).
+    pub fn finish(&self) -> Result<Summary> {
+        self.finish_with(RunStatus::Finished)
+    }
+
+    /// Commits a staged row, runs the finish hooks (the report), ends every backend's run with
+    /// `status`, waiting at most `EZPZ_FINISH_TIMEOUT` (default 30 s) in all, and reports
+    /// dropped data. Idempotent: later calls return the first call's summary.
+    ///
+    /// # Errors
+    /// Each backend that failed to finish or did not answer in time; the summary is still
+    /// kept for later calls.
+    pub fn finish_with(&self, status: RunStatus) -> Result<Summary> {
+        if let Some(summary) = &self.state().finished {
+            return Ok(summary.clone());
+        }
+        self.commit();
+        if self.is_enabled() {
+            for hook in &self.inner.parts.finish_hooks {
+                hook(self);
+            }
+        }
+        let mut state = self.state();
+        if let Some(summary) = &state.finished {
+            return Ok(summary.clone());
+        }
+        let result = self.control("finish", |reply| Msg::Finish(status, reply));
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut backends = Vec::new();
+        for w in &self.inner.parts.workers {
+            w.join(deadline);
+            let dropped = w.stats.dropped.load(Ordering::Relaxed);
+            if dropped > 0 {
+                tracing::warn!(
+                    "ezpz: backend `{}` dropped {dropped} message(s) during the run",
+                    w.name
+                );
+            }
+            backends.push(BackendSummary {
+                name: w.name.clone(),
+                records: w.stats.records.load(Ordering::Relaxed),
+                errors: w.stats.errors.load(Ordering::Relaxed),
+                dropped,
+                run_info: w.run_info(),
+            });
+        }
+        let summary = Summary {
+            outdir: self.inner.parts.outdir.clone(),
+            backends,
+            steps: state.steps,
+        };
+        state.finished = Some(summary.clone());
+        result.map(|()| summary)
+    }
+
+    /// Whether [`finish`](Tracker::finish) has run.
+    pub fn is_finished(&self) -> bool {
+        self.state().finished.is_some()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let finished = self
+            .state
+            .get_mut()
+            .map(|s| s.finished.is_some())
+            .unwrap_or(true);
+        if finished || self.parts.workers.is_empty() {
+            return;
+        }
+        let status = if std::thread::panicking() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Finished
+        };
+        // Re-wrap the parts in a temporary tracker to reuse finish (hooks included, so a
+        // program that forgot `finish` still gets its report).
+        let parts = TrackerParts {
+            workers: std::mem::take(&mut self.parts.workers),
+            rank: self.parts.rank.clone(),
+            project: std::mem::take(&mut self.parts.project),
+            run_name: std::mem::take(&mut self.parts.run_name),
+            outdir: self.parts.outdir.take(),
+            aggregator: self.parts.aggregator.take(),
+            finish_timeout: self.parts.finish_timeout,
+            finish_hooks: std::mem::take(&mut self.parts.finish_hooks),
+            start_time: self.parts.start_time,
+        };
+        let pending = self
+            .state
+            .get_mut()
+            .map(|s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        let tracker = Tracker::from_parts(parts);
+        *tracker.state() = pending;
+        if let Err(e) = tracker.finish_with(status) {
+            tracing::warn!("ezpz: finishing the run on drop: {e}");
+        }
+    }
+}
