@@ -1,0 +1,54 @@
+//! Shared harness for the cross-crate tests: the oracle venv, skipping rules, free ports.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The Python of the pinned oracle venv (`EZPZ_TEST_PYTHON`, else `~/.cache/ezpz/venv`), when
+/// it has `module` importable.
+///
+/// Outside CI a missing oracle skips the test with a one-line reason (returns `None`); with
+/// `CI` set it fails loudly, because `scripts/test` is supposed to have installed it.
+pub fn oracle_python(module: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("EZPZ_TEST_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/ezpz/venv/bin/python"))
+        })
+        .filter(|p| p.exists());
+    let ok = python.as_ref().is_some_and(|p| {
+        std::process::Command::new(p)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    if ok {
+        return python;
+    }
+    skip(&format!(
+        "Python module `{module}` not found in the oracle venv (run scripts/test to install it)"
+    ));
+    None
+}
+
+/// Skips a test outside CI (prints the reason); panics in CI, where every oracle must exist.
+pub fn skip(reason: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("oracle missing in CI: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// The repository root (where `Cargo.toml` of the `ezpz` package is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
