@@ -1,6 +1,8 @@
 //! Shared harness for the cross-crate tests: the oracle venv, skipping rules, free ports.
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::path::PathBuf;
 
 /// The Python of the pinned oracle venv (`EZPZ_TEST_PYTHON`, else `~/.cache/ezpz/venv`), when
@@ -12,8 +14,7 @@ pub fn oracle_python(module: &str) -> Option<PathBuf> {
     let python = std::env::var_os("EZPZ_TEST_PYTHON")
         .map(PathBuf::from)
         .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/ezpz/venv/bin/python"))
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ezpz/venv/bin/python"))
         })
         .filter(|p| p.exists());
     let ok = python.as_ref().is_some_and(|p| {
