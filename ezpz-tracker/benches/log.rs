@@ -1,1 +1,89 @@
-fn main() {}
+//! The caller's cost of `Tracker::log` with 10 scalars, CSV + memory attached.
+//!
+//! Criterion's report first, then a direct median over batches, printed as
+//! `RESULT log_10_scalars_median_ns <v>` (target ≤ 1000 on a 2-core machine), with the cost of
+//! building the same 10 pairs alone as the anchor.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use ezpz_tracker::{IntoMetrics, MemoryBackend, Tracker, TrackerBuilder};
+
+const KEYS: [&str; 10] = [
+    "train/loss",
+    "train/acc",
+    "train/lr",
+    "train/step_sq",
+    "train/m4",
+    "train/m5",
+    "train/m6",
+    "train/m7",
+    "train/m8",
+    "train/m9",
+];
+
+fn row(i: u64) -> [(&'static str, f64); 10] {
+    let x = i as f64;
+    let mut out = [("", 0.0); 10];
+    for (j, k) in KEYS.iter().enumerate() {
+        out[j] = (*k, x * (j as f64 + 1.0));
+    }
+    out
+}
+
+fn tracker(dir: &std::path::Path) -> Tracker {
+    TrackerBuilder::new()
+        .backends("csv")
+        .outdir(dir)
+        .add_backend(MemoryBackend::new())
+        .build()
+        .expect("tracker")
+}
+
+/// Median per-call nanoseconds over batches of `batch` calls.
+fn median_ns(mut f: impl FnMut(u64), batches: usize, batch: u64) -> f64 {
+    let mut per_call: Vec<f64> = (0..batches)
+        .map(|b| {
+            let t = Instant::now();
+            for i in 0..batch {
+                f(b as u64 * batch + i);
+            }
+            t.elapsed().as_nanos() as f64 / batch as f64
+        })
+        .collect();
+    per_call.sort_by(f64::total_cmp);
+    per_call[per_call.len() / 2]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    {
+        let t = tracker(&dir.path().join("criterion"));
+        let mut i = 0u64;
+        c.bench_function("tracker_log_10_scalars_csv_memory", |b| {
+            b.iter(|| {
+                i += 1;
+                t.log(black_box(row(i)));
+            })
+        });
+        t.finish().expect("finish");
+    }
+    c.final_summary();
+
+    let t = tracker(&dir.path().join("direct"));
+    let log_ns = median_ns(|i| t.log(black_box(row(i))), 400, 1000);
+    t.finish().expect("finish");
+    let build_ns = median_ns(
+        |i| drop(black_box(black_box(row(i)).into_metrics())),
+        400,
+        1000,
+    );
+    println!("RESULT log_10_scalars_median_ns {log_ns:.1}");
+    println!("RESULT build_10_pairs_median_ns {build_ns:.1}");
+    println!("RESULT log_over_build_ratio {:.2}", log_ns / build_ns);
+}

@@ -95,6 +95,8 @@ struct State {
     steps: u64,
     pending: Vec<Metric>,
     pending_step: Option<u64>,
+    /// The previous committed row (its keys are reused by the next one).
+    last: Option<Arc<Record>>,
     warned: HashSet<&'static str>,
     finished: Option<Summary>,
 }
@@ -244,37 +246,52 @@ impl Tracker {
     /// The general form: `step` (explicit wins over a `"step"` key and the counter) and
     /// `commit` (false stages the metrics into the current row).
     pub fn log_with(&self, metrics: impl IntoMetrics, step: Option<u64>, commit: bool) {
-        let metrics = metrics.into_metrics();
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         if state.finished.is_some() {
-            Self::warn_once(&mut state, "log-after-finish", || {
+            Self::warn_once(state, "log-after-finish", || {
                 "log called after finish; ignored".into()
             });
             return;
         }
-        for (key, value) in metrics {
+        // Fast path: the same keys as the previous row, in the same order, reuse its key
+        // allocations and cannot contain duplicates (the previous row had none).
+        let mut positional = state.pending.is_empty();
+        let last = state.last.take();
+        metrics.for_each_metric(&mut |key, value| {
             if key.is_empty() {
-                Self::warn_once(&mut state, "empty-key", || {
+                Self::warn_once(state, "empty-key", || {
                     "a metric with an empty name was ignored".into()
                 });
-                continue;
+                return;
             }
-            if &*key == "step" {
+            if key == "step" {
                 match value.as_f64() {
                     Some(s) if s >= 0.0 && s.fract() == 0.0 && s.is_finite() => {
                         state.pending_step = Some(s as u64)
                     }
-                    _ => Self::warn_once(&mut state, "bad-step", || {
+                    _ => Self::warn_once(state, "bad-step", || {
                         format!("`step` must be a non-negative integer, got `{value}`; ignored")
                     }),
                 }
-                continue;
+                return;
             }
-            match state.pending.iter_mut().find(|(k, _)| *k == key) {
+            if positional {
+                let idx = state.pending.len();
+                if let Some((k, _)) = last.as_ref().and_then(|r| r.metrics.get(idx)) {
+                    if &**k == key {
+                        state.pending.push((k.clone(), value));
+                        return;
+                    }
+                }
+                positional = false;
+            }
+            match state.pending.iter_mut().find(|(k, _)| &**k == key) {
                 Some(slot) => slot.1 = value,
-                None => state.pending.push((key, value)),
+                None => state.pending.push((Arc::from(key), value)),
             }
-        }
+        });
+        state.last = last;
         if let Some(s) = step {
             state.pending_step = Some(s);
         }
@@ -285,6 +302,8 @@ impl Tracker {
         state.next_step = step + 1;
         state.steps += 1;
         let mut metrics = std::mem::take(&mut state.pending);
+        // The next row most likely has as many keys: one allocation instead of regrowth.
+        state.pending = Vec::with_capacity(metrics.len());
         if let Some(agg) = &self.inner.parts.aggregator {
             if agg.world_size() > 1 {
                 let numeric: Vec<(Arc<str>, f64)> = metrics
@@ -306,6 +325,7 @@ impl Tracker {
             rank: self.inner.parts.rank.rank,
             metrics,
         });
+        state.last = Some(record.clone());
         // Sent under the lock so every backend sees rows in the same order.
         for w in &self.inner.parts.workers {
             w.send(Msg::Log(record.clone()));

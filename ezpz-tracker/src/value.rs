@@ -171,43 +171,62 @@ pub type Metric = (Arc<str>, Value);
 /// Anything that can be logged as a set of metrics: arrays, vectors and slices of
 /// `(key, value)` pairs, `HashMap`s and `BTreeMap`s, and the [`metrics!`](crate::metrics) macro.
 ///
+/// Implementations hand each pair to a visitor so the tracker can reuse the previous row's
+/// key allocations (the common case: the same keys every step).
+///
 /// ```
 /// use ezpz_tracker::IntoMetrics;
 /// let m = [("loss", 0.42), ("lr", 1e-4)].into_metrics();
 /// assert_eq!(m.len(), 2);
 /// ```
 pub trait IntoMetrics {
-    /// Converts into `(key, value)` pairs, in the caller's order.
-    fn into_metrics(self) -> Vec<Metric>;
-}
+    /// Calls `f` with every `(key, value)` pair, in the caller's order.
+    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value));
 
-fn pair<K: AsRef<str>, V: Into<Value>>((k, v): (K, V)) -> Metric {
-    (Arc::from(k.as_ref()), v.into())
+    /// Collects the pairs (allocating each key).
+    fn into_metrics(self) -> Vec<Metric>
+    where
+        Self: Sized,
+    {
+        let mut out = Vec::new();
+        self.for_each_metric(&mut |k, v| out.push((Arc::from(k), v)));
+        out
+    }
 }
 
 impl<K: AsRef<str>, V: Into<Value>, const N: usize> IntoMetrics for [(K, V); N] {
-    fn into_metrics(self) -> Vec<Metric> {
-        self.into_iter().map(pair).collect()
+    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+        for (k, v) in self {
+            f(k.as_ref(), v.into());
+        }
     }
 }
 impl<K: AsRef<str>, V: Into<Value>> IntoMetrics for Vec<(K, V)> {
-    fn into_metrics(self) -> Vec<Metric> {
-        self.into_iter().map(pair).collect()
+    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+        for (k, v) in self {
+            f(k.as_ref(), v.into());
+        }
     }
 }
 impl<K: AsRef<str>, V: Into<Value> + Clone> IntoMetrics for &[(K, V)] {
-    fn into_metrics(self) -> Vec<Metric> {
-        self.iter().map(|(k, v)| pair((k, v.clone()))).collect()
+    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+        for (k, v) in self {
+            f(k.as_ref(), v.clone().into());
+        }
     }
 }
 impl<K: AsRef<str>, V: Into<Value>, S> IntoMetrics for HashMap<K, V, S> {
-    fn into_metrics(self) -> Vec<Metric> {
-        self.into_iter().map(pair).collect()
+    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+        for (k, v) in self {
+            f(k.as_ref(), v.into());
+        }
     }
 }
 impl<K: AsRef<str>, V: Into<Value>> IntoMetrics for BTreeMap<K, V> {
-    fn into_metrics(self) -> Vec<Metric> {
-        self.into_iter().map(pair).collect()
+    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+        for (k, v) in self {
+            f(k.as_ref(), v.into());
+        }
     }
 }
 

@@ -22,6 +22,8 @@ use crate::{Error, Result};
 
 /// How often pending data is flushed while the worker is busy or idle.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause after emptying the queue, so records arrive in batches (see `Worker::run`).
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
 /// Most messages handled between two checks of the flush clock.
 const MAX_BATCH: usize = 4096;
 /// Distinct warnings per backend before the rest are only counted.
@@ -225,6 +227,7 @@ impl Worker {
                         return;
                     }
                     // Drain what is already queued before looking at the clock again.
+                    let mut drained = true;
                     for _ in 0..MAX_BATCH {
                         match self.rx.try_recv() {
                             Ok(msg) => {
@@ -232,8 +235,17 @@ impl Worker {
                                     return;
                                 }
                             }
-                            Err(_) => break,
+                            Err(_) => {
+                                drained = false;
+                                break;
+                            }
                         }
+                    }
+                    if !drained {
+                        // Let the next batch gather while not blocked in `recv`: senders then
+                        // enqueue without waking this thread (one wake-up per batch instead
+                        // of one per record, which dominates the caller's cost otherwise).
+                        std::thread::sleep(BATCH_PAUSE);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -246,6 +258,7 @@ impl Worker {
             }
             if self.dirty && last_flush.elapsed() >= FLUSH_INTERVAL {
                 let _ = self.call("flush", |b| b.flush());
+                self.publish_run_info();
                 self.dirty = false;
                 last_flush = Instant::now();
             }
@@ -269,6 +282,7 @@ impl Worker {
             Msg::Histogram(h) => self.call("log_histogram", |b| b.log_histogram(&h)),
             Msg::Flush(reply) => {
                 let res = self.call("flush", |b| b.flush());
+                self.publish_run_info();
                 self.dirty = false;
                 let _ = reply.send(res);
                 return false;
@@ -287,10 +301,12 @@ impl Worker {
                 return true;
             }
         };
-        self.dirty = true;
-        if result.is_ok() {
+        // Run identity changes rarely (a remote run gets created); refreshing it on the first
+        // success and at every flush keeps `run_info()` off the per-record path.
+        if !self.dirty && result.is_ok() {
             self.publish_run_info();
         }
+        self.dirty = true;
         false
     }
 

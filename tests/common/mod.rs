@@ -53,3 +53,20 @@ pub fn free_port() -> u16 {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A compiled example of the root package (`cargo test` builds examples beside the tests:
+/// `target/<profile>/examples/<name>`).
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "example `{name}` not built at {} (run through `cargo test`)",
+        bin.display()
+    );
+    bin
+}

@@ -30,6 +30,11 @@ pub struct CsvBackend {
     columns: Vec<Arc<str>>,
     index: HashMap<Arc<str>, usize>,
     header_written: bool,
+    /// Keys of the previous row and their column slots (reused while keys repeat).
+    last_keys: Vec<Arc<str>>,
+    slots: Vec<usize>,
+    /// Whether the previous row's keys are exactly the columns, in order.
+    in_order: bool,
     cells: Vec<String>,
     config: serde_json::Value,
 }
@@ -51,6 +56,9 @@ impl CsvBackend {
             columns: Vec::new(),
             index: HashMap::new(),
             header_written: false,
+            last_keys: Vec::new(),
+            slots: Vec::new(),
+            in_order: false,
             cells: Vec::new(),
             config: serde_json::Value::Null,
         })
@@ -104,14 +112,38 @@ impl CsvBackend {
         Ok(())
     }
 
-    fn write_row(&mut self, step: u64, values: &[(usize, &Value)]) -> Result<()> {
+    fn write_row(&mut self, record: &Record) -> Result<()> {
+        if self.in_order {
+            // Every column, in header order: write straight into the buffer.
+            let mut cell = std::mem::take(&mut self.cells);
+            cell.resize(1, String::new());
+            let out = self.file.buffer();
+            out.extend_from_slice(itoa::Buffer::new().format(record.step).as_bytes());
+            for (_, v) in &record.metrics {
+                out.push(b',');
+                match v {
+                    // Float text never needs quoting: skip the intermediate string.
+                    Value::F64(x) if x.is_finite() => {
+                        out.extend_from_slice(ryu::Buffer::new().format_finite(*x).as_bytes())
+                    }
+                    _ => {
+                        cell[0].clear();
+                        v.write_text(&mut cell[0]);
+                        write_csv_cell(out, &cell[0]);
+                    }
+                }
+            }
+            out.push(b'\n');
+            self.cells = cell;
+            return self.file.row_done();
+        }
         self.cells.resize(self.columns.len() + 1, String::new());
         for c in &mut self.cells {
             c.clear();
         }
-        self.cells[0].push_str(&step.to_string());
-        for (i, v) in values {
-            v.write_text(&mut self.cells[i + 1]);
+        self.cells[0].push_str(&record.step.to_string());
+        for (slot, (_, v)) in self.slots.iter().zip(&record.metrics) {
+            v.write_text(&mut self.cells[slot + 1]);
         }
         write_csv_row(self.file.buffer(), &self.cells);
         self.file.row_done()
@@ -124,24 +156,28 @@ fn write_csv_row<S: AsRef<str>>(out: &mut Vec<u8>, cells: &[S]) {
         if i > 0 {
             out.push(b',');
         }
-        let cell = cell.as_ref();
-        if cell
-            .bytes()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-        {
-            out.push(b'"');
-            for b in cell.bytes() {
-                if b == b'"' {
-                    out.push(b'"');
-                }
-                out.push(b);
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(cell.as_bytes());
-        }
+        write_csv_cell(out, cell.as_ref());
     }
     out.push(b'\n');
+}
+
+/// Appends one CSV field, quoted when it contains a separator, quote or line break.
+fn write_csv_cell(out: &mut Vec<u8>, cell: &str) {
+    if cell
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
+        out.push(b'"');
+        for b in cell.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(cell.as_bytes());
+    }
 }
 
 fn csv_err(path: &Path, e: csv::Error) -> Error {
@@ -154,30 +190,43 @@ impl Backend for CsvBackend {
     }
 
     fn log(&mut self, record: &Record) -> Result<()> {
-        let mut widened = false;
-        let mut slots = Vec::with_capacity(record.metrics.len());
-        for (key, value) in &record.metrics {
-            let i = match self.index.get(key) {
-                Some(i) => *i,
-                None => {
-                    self.columns.push(key.clone());
-                    self.index.insert(key.clone(), self.columns.len() - 1);
-                    widened = true;
-                    self.columns.len() - 1
-                }
-            };
-            slots.push((i, value));
+        // Fast path: the same keys as the previous row, in the same order (the tracker reuses
+        // the key allocations, so pointer equality settles it without hashing).
+        let same = record.metrics.len() == self.last_keys.len()
+            && record
+                .metrics
+                .iter()
+                .zip(&self.last_keys)
+                .all(|((k, _), last)| Arc::ptr_eq(k, last) || k == last);
+        if !same {
+            self.slots.clear();
+            let mut widened = false;
+            for (key, _) in &record.metrics {
+                let i = match self.index.get(key) {
+                    Some(i) => *i,
+                    None => {
+                        self.columns.push(key.clone());
+                        self.index.insert(key.clone(), self.columns.len() - 1);
+                        widened = true;
+                        self.columns.len() - 1
+                    }
+                };
+                self.slots.push(i);
+            }
+            self.last_keys = record.metrics.iter().map(|(k, _)| k.clone()).collect();
+            self.in_order = self.slots.len() == self.columns.len()
+                && self.slots.iter().enumerate().all(|(i, s)| *s == i);
+            if !self.header_written {
+                let header: Vec<&str> = std::iter::once("step")
+                    .chain(self.columns.iter().map(|c| &**c))
+                    .collect();
+                write_csv_row(self.file.buffer(), &header);
+                self.header_written = true;
+            } else if widened {
+                self.widen()?;
+            }
         }
-        if !self.header_written {
-            let header: Vec<&str> = std::iter::once("step")
-                .chain(self.columns.iter().map(|c| &**c))
-                .collect();
-            write_csv_row(self.file.buffer(), &header);
-            self.header_written = true;
-        } else if widened {
-            self.widen()?;
-        }
-        self.write_row(record.step, &slots)
+        self.write_row(record)
     }
 
     fn log_config(&mut self, config: &serde_json::Value) -> Result<()> {
