@@ -447,7 +447,7 @@ impl Tracker {
         if self.state().finished.is_some() {
             return Ok(());
         }
-        self.control("flush", |reply| Msg::Flush(reply))
+        self.control("flush", Msg::Flush)
     }
 
     fn control(
