@@ -91,6 +91,8 @@ pub use backend::{
 pub use backends::csv::CsvBackend;
 pub use backends::jsonl::JsonlBackend;
 pub use backends::memory::{MemoryBackend, MemorySnapshot};
+#[cfg(feature = "tensorboard")]
+pub use backends::tensorboard::TensorBoardBackend;
 pub use env::RankInfo;
 pub use error::{Error, Result};
 pub use registry::{register_backend, registered_backends, unregister_backend, Constructor};

@@ -8,13 +8,22 @@ mod appender;
 pub mod csv;
 pub mod jsonl;
 pub mod memory;
+#[cfg(feature = "tensorboard")]
+pub mod tensorboard;
 
 /// The built-in constructors, registered under these names.
 pub(crate) fn builtins() -> Vec<(&'static str, Constructor)> {
-    let list: Vec<(&'static str, Constructor)> = vec![
+    // `mut` is only needed when an optional backend is compiled in.
+    #[allow(unused_mut)]
+    let mut list: Vec<(&'static str, Constructor)> = vec![
         ("csv", Arc::new(csv::CsvBackend::from_context)),
         ("jsonl", Arc::new(jsonl::JsonlBackend::from_context)),
         ("memory", Arc::new(memory::MemoryBackend::from_context)),
     ];
+    #[cfg(feature = "tensorboard")]
+    list.push((
+        "tensorboard",
+        Arc::new(tensorboard::TensorBoardBackend::from_context),
+    ));
     list
 }
