@@ -37,7 +37,9 @@ pub fn histogram(values: &[f64]) -> Option<HistogramProto> {
     let (mut num, mut sum, mut sum_squares) = (0.0, 0.0, 0.0);
     for &v in values.iter().filter(|v| v.is_finite()) {
         // First edge greater than `v`; `f64::MAX` itself stays in the last bucket.
-        let b = limits.partition_point(|&edge| edge <= v).min(limits.len() - 1);
+        let b = limits
+            .partition_point(|&edge| edge <= v)
+            .min(limits.len() - 1);
         counts[b] += 1.0;
         min = min.min(v);
         max = max.max(v);

@@ -73,12 +73,16 @@ mod tests {
 
     #[test]
     fn config_is_a_key_value_table_of_dotted_keys() {
-        let md = config_table(&serde_json::json!({"lr": 0.001, "model": {"depth": 6, "name": "vit"}}));
+        let md =
+            config_table(&serde_json::json!({"lr": 0.001, "model": {"depth": 6, "name": "vit"}}));
         assert_eq!(
             md,
             "| key | value |\n| --- | --- |\n| lr | 0.001 |\n| model.depth | 6 |\n| model.name | vit |\n"
         );
-        assert_eq!(config_table(&serde_json::json!({})), "*empty configuration*");
+        assert_eq!(
+            config_table(&serde_json::json!({})),
+            "*empty configuration*"
+        );
     }
 
     #[test]

@@ -265,8 +265,7 @@ fn png_channels(png: &[u8]) -> i32 {
 /// `s` quoted for a POSIX shell when it needs it.
 fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':'));
     if plain {
         s.to_string()

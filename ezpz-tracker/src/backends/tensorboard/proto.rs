@@ -313,7 +313,7 @@ mod tests {
         let mut expected = vec![0x09]; // field 1, 64-bit: wall_time
         expected.extend_from_slice(&1.5f64.to_le_bytes());
         expected.extend_from_slice(&[0x10, 3]); // field 2, varint: step
-        // field 5 (summary) { field 1 (value) { field 1 "a", field 2 float } }
+                                                // field 5 (summary) { field 1 (value) { field 1 "a", field 2 float } }
         expected.extend_from_slice(&[0x2a, 10, 0x0a, 8, 0x0a, 1, b'a', 0x15]);
         expected.extend_from_slice(&0.5f32.to_le_bytes());
         assert_eq!(event.encode_to_vec(), expected);

@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 pub fn is_valid_tag(key: &str) -> bool {
     !key.is_empty()
         && !key.starts_with('/')
-        && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
 }
 
 /// `key` made into a valid tag (`val acc` → `val_acc`, `/x` → `x`, `` → `_`).

@@ -128,7 +128,10 @@ fn every_kind_of_call_becomes_the_documented_event() {
     };
     assert_eq!(values(&ev[4])[0].tag, CONFIG_TAG);
     assert_eq!(ev[4].step, 3, "config sits at the latest step");
-    assert_eq!(text(&ev[4]), "| key | value |\n| --- | --- |\n| lr | 0.001 |\n");
+    assert_eq!(
+        text(&ev[4]),
+        "| key | value |\n| --- | --- |\n| lr | 0.001 |\n"
+    );
     assert_eq!(
         text(&ev[5]),
         "| key | value |\n| --- | --- |\n| lr | 0.001 |\n| model.depth | 6 |\n",
@@ -163,7 +166,12 @@ fn only_whole_records_ever_reach_the_file() {
     let mut b = TensorBoardBackend::new(dir.path()).unwrap();
     // A table far larger than the appender's spill threshold forces writes mid-run.
     let rows: Vec<Vec<Value>> = (0..40_000)
-        .map(|i| vec![Value::I64(i), Value::from(format!("row {i} of a long table"))])
+        .map(|i| {
+            vec![
+                Value::I64(i),
+                Value::from(format!("row {i} of a long table")),
+            ]
+        })
         .collect();
     let big = Table {
         key: "big".into(),

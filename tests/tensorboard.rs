@@ -1,0 +1,252 @@
+//! The TensorBoard backend read back by TensorBoard itself: `EventAccumulator` (through
+//! `tests/oracles/tb_read.py`) and `tensorboard --inspect`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use ezpz_tracker::{TrackerBuilder, Value};
+use serde_json::{json, Value as Json};
+
+const STEPS: u64 = 60;
+
+/// The ten scalars logged at `step` (NaN and ±inf included, an int and a bool too).
+fn scalars(step: u64) -> Vec<(&'static str, f64)> {
+    let s = step as f64;
+    vec![
+        ("train/loss", 1.0 / (1.0 + s)),
+        ("train/acc", s / STEPS as f64),
+        ("lr", 1e-4 * 0.97f64.powf(s)),
+        ("val acc", 0.1 + s * 0.013),
+        ("grad_norm", (s * 0.7).sin() * 3.0),
+        ("maybe_nan", if step % 3 == 0 { f64::NAN } else { s }),
+        ("pos_inf", f64::INFINITY),
+        ("neg_inf", f64::NEG_INFINITY),
+        ("epoch", (step / 10) as f64),
+        ("tiny", 1e-30 * (s + 1.0)),
+    ]
+}
+
+/// What TensorBoard shows for a key: sanitized the way TensorFlow's writers do it.
+fn tag(key: &str) -> &str {
+    if key == "val acc" {
+        "val_acc"
+    } else {
+        key
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn parse_f64(v: &Json) -> f64 {
+    v.as_str()
+        .expect("floats travel as repr() strings")
+        .parse()
+        .unwrap()
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn tensorboard_reads_every_step_value_text_image_and_histogram() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+
+    let dir = tempfile::tempdir().unwrap();
+    let outdir = dir.path().join("run");
+    let tracker = TrackerBuilder::new()
+        .project("tb-oracle")
+        .backends("tensorboard")
+        .outdir(&outdir)
+        .config(json!({"lr": 1e-4, "model": {"depth": 6, "name": "vit|small"}, "seed": 7}))
+        .build_strict()
+        .unwrap();
+    let logdir = outdir.join("tensorboard");
+    let info = tracker
+        .get_backend("tensorboard")
+        .unwrap()
+        .run_info
+        .unwrap();
+    assert_eq!(info.path.as_deref(), Some(logdir.as_path()));
+    assert_eq!(
+        info.command.unwrap(),
+        format!("tensorboard --logdir {}", logdir.display())
+    );
+
+    for step in 0..STEPS {
+        let mut m: Vec<(&str, Value)> = scalars(step)
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        m.push(("phase", "train".into()));
+        tracker.log(m);
+    }
+    tracker.log_table(
+        "predictions",
+        ["id", "label"],
+        vec![
+            vec![Value::from(0), Value::from("cat")],
+            vec![Value::from(1), Value::from("dog")],
+        ],
+    );
+    let img = image::RgbImage::from_fn(8, 4, |x, y| image::Rgb([x as u8 * 30, y as u8 * 60, 200]));
+    tracker.log_image("samples", img.clone(), Some("eight by four"));
+    let hist: Vec<f64> = (0..1000).map(|i| (i as f64 - 500.0) / 100.0).collect();
+    tracker.log_histogram("weights", hist.clone());
+    let summary = tracker.finish().unwrap();
+    assert_eq!(summary.dropped(), 0);
+    assert_eq!(summary.backends[0].errors, 0);
+
+    // One warning for the renamed key and one for the string, however many steps logged them.
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(log.matches("`val acc` → `val_acc`").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("skipped non-numeric metric(s) `phase`").count(),
+        1,
+        "{log}"
+    );
+
+    let files: Vec<_> = std::fs::read_dir(&logdir).unwrap().collect();
+    assert_eq!(files.len(), 1, "one event file per run");
+
+    let Some(python) = common::oracle_python("tensorboard") else {
+        return;
+    };
+    let script = common::repo_root().join("tests/oracles/tb_read.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&logdir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tb_read.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["file_version"], json!(2.0));
+
+    // Every step of every scalar, with TensorBoard's (32-bit) value exactly.
+    let keys: Vec<&str> = scalars(0).iter().map(|(k, _)| tag(k)).collect();
+    let mut listed: Vec<&str> = got["tags"]["scalars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    let mut expected_tags = keys.clone();
+    expected_tags.sort_unstable();
+    assert_eq!(listed, expected_tags, "string metrics are not scalars");
+    for (i, key) in keys.iter().enumerate() {
+        let series = got["scalars"][key].as_array().unwrap();
+        assert_eq!(series.len() as u64, STEPS, "{key}");
+        for (step, point) in series.iter().enumerate() {
+            assert_eq!(point[0], json!(step), "{key}");
+            let want = scalars(step as u64)[i].1 as f32 as f64;
+            let have = parse_f64(&point[1]);
+            assert!(
+                have == want || (have.is_nan() && want.is_nan()),
+                "{key} at step {step}: TensorBoard read {have}, logged {want}"
+            );
+        }
+    }
+
+    let config = &got["tensors"]["config"];
+    let text = config[config.as_array().unwrap().len() - 1][1][0]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        text,
+        "| key | value |\n| --- | --- |\n| lr | 0.0001 |\n| model.depth | 6 |\n\
+         | model.name | vit\\|small |\n| seed | 7 |\n"
+    );
+    let table = &got["tensors"]["predictions"][0];
+    assert_eq!(table[0], json!(STEPS));
+    assert_eq!(
+        table[1][0],
+        json!("| id | label |\n| --- | --- |\n| 0 | cat |\n| 1 | dog |\n")
+    );
+
+    let image = &got["images"]["samples"][0];
+    assert_eq!(
+        (image["width"].clone(), image["height"].clone()),
+        (json!(8), json!(4))
+    );
+    assert_eq!(image["decoded_size"], json!([8, 4]), "PIL decodes the PNG");
+    let png = hex(image["png_hex"].as_str().unwrap());
+    assert_eq!(image::load_from_memory(&png).unwrap().to_rgb8(), img);
+
+    let h = &got["histograms"]["weights"][0];
+    assert_eq!(parse_f64(&h["num"]), 1000.0);
+    assert_eq!(parse_f64(&h["bucket_total"]), 1000.0);
+    assert_eq!(parse_f64(&h["min"]), -5.0);
+    assert_eq!(parse_f64(&h["max"]), 4.99);
+    assert_eq!(parse_f64(&h["sum"]), hist.iter().sum::<f64>());
+    assert_eq!(
+        parse_f64(&h["sum_squares"]),
+        hist.iter().map(|v| v * v).sum::<f64>()
+    );
+
+    inspect_lists_every_tag(&python, &logdir, &keys);
+}
+
+/// `tensorboard --inspect --logdir` lists each tag under its kind.
+fn inspect_lists_every_tag(python: &Path, logdir: &Path, scalars: &[&str]) {
+    let tensorboard = python.with_file_name("tensorboard");
+    let out = Command::new(&tensorboard)
+        .args(["--inspect", "--logdir"])
+        .arg(logdir)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // The listing: a kind on its own line, then its tags indented, up to a `===` rule.
+    let mut kinds: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = String::new();
+    let listing = text
+        .lines()
+        .skip_while(|l| !l.starts_with("These tags are in"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("==="));
+    for line in listing {
+        match line.strip_prefix("   ") {
+            Some(tag) => kinds
+                .entry(current.clone())
+                .or_default()
+                .push(tag.to_string()),
+            None => current = line.trim().to_string(),
+        }
+    }
+    let mut want: Vec<String> = scalars.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(kinds.get("scalars"), Some(&want), "{text}");
+    assert_eq!(kinds["images"], ["samples"], "{text}");
+    assert_eq!(kinds["histograms"], ["weights"], "{text}");
+    assert_eq!(kinds["tensor"], ["config", "predictions"], "{text}");
+}
