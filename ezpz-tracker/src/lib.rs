@@ -35,6 +35,7 @@
 //! | `csv` | `metrics.csv`, `config.json`, `<table>.csv`, `media/*.png`, `artifacts/<label>/` | appends rows; the header grows with new keys ([`CsvBackend`]) |
 //! | `jsonl` | `metrics.jsonl` | one object per step ([`JsonlBackend`]) |
 //! | `memory` | nothing | a test double ([`MemoryBackend`]) |
+//! | `tensorboard` | `tensorboard/events.out.tfevents.<time>.<host>.<pid>.<n>` | scalars (one event per step), config and tables as text, images, histograms; open with `tensorboard --logdir <outdir>/tensorboard` (`TensorBoardBackend`, feature `tensorboard`) |
 //!
 //! Default backends (nothing named anywhere): `csv`, `jsonl`, `tensorboard` where compiled
 //! in, plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when `WANDB_API_KEY` is
@@ -62,7 +63,8 @@
 //! ## Cargo features
 //!
 //! Backends beyond CSV/JSONL/memory are features, on by default where they exist: see the
-//! workspace README. `mpi` (off) adds cross-rank aggregation over MPI.
+//! workspace README. `tensorboard` (on) adds the TensorBoard backend (`prost`, `crc32c`).
+//! `mpi` (off) adds cross-rank aggregation over MPI.
 //!
 //! ## Environment variables
 //!

@@ -52,6 +52,8 @@ pub struct TensorBoardBackend {
     last_step: u64,
     /// The scalar values of the previous event, reused so steady logging allocates nothing.
     scratch: Vec<SummaryValue>,
+    /// Built once: the worker asks for it after every call.
+    run_info: RunInfo,
 }
 
 /// Distinguishes files created by one process in the same second.
@@ -78,7 +80,16 @@ impl TensorBoardBackend {
         framing::write_message(file.buffer(), &Event::file_version(now))?;
         // The version event goes out at once, so the file is recognisable from the start.
         file.flush()?;
+        let run_info = RunInfo {
+            path: Some(logdir.clone()),
+            command: Some(format!(
+                "tensorboard --logdir {}",
+                shell_quote(&logdir.to_string_lossy())
+            )),
+            ..RunInfo::default()
+        };
         Ok(TensorBoardBackend {
+            run_info,
             logdir,
             file,
             tags: Tags::default(),
@@ -109,6 +120,9 @@ impl TensorBoardBackend {
     }
 
     fn warn_new_keys(&mut self) {
+        if !self.tags.has_warnings() {
+            return;
+        }
         for warning in self.tags.take_warnings() {
             tracing::warn!("{warning}");
         }
@@ -222,14 +236,7 @@ impl Backend for TensorBoardBackend {
     }
 
     fn run_info(&self) -> Option<RunInfo> {
-        Some(RunInfo {
-            path: Some(self.logdir.clone()),
-            command: Some(format!(
-                "tensorboard --logdir {}",
-                shell_quote(&self.logdir.to_string_lossy())
-            )),
-            ..RunInfo::default()
-        })
+        Some(self.run_info.clone())
     }
 }
 

@@ -67,6 +67,11 @@ impl Tags {
         }
     }
 
+    /// Whether [`take_warnings`](Self::take_warnings) has something to say.
+    pub fn has_warnings(&self) -> bool {
+        !self.new_renames.is_empty() || !self.new_skips.is_empty()
+    }
+
     /// The warnings due for keys first seen since the last call (at most one of each kind).
     pub fn take_warnings(&mut self) -> Vec<String> {
         let mut out = Vec::new();
