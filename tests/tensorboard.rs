@@ -23,7 +23,10 @@ fn scalars(step: u64) -> Vec<(&'static str, f64)> {
         ("lr", 1e-4 * 0.97f64.powf(s)),
         ("val acc", 0.1 + s * 0.013),
         ("grad_norm", (s * 0.7).sin() * 3.0),
-        ("maybe_nan", if step.is_multiple_of(3) { f64::NAN } else { s }),
+        (
+            "maybe_nan",
+            if step.is_multiple_of(3) { f64::NAN } else { s },
+        ),
         ("pos_inf", f64::INFINITY),
         ("neg_inf", f64::NEG_INFINITY),
         ("epoch", (step / 10) as f64),

@@ -240,3 +240,30 @@ fn png_color_types_map_to_tensorboard_colorspaces() {
     assert_eq!(png(image::DynamicImage::new_rgb8(2, 2)), 3);
     assert_eq!(png(image::DynamicImage::new_rgba8(2, 2)), 4);
 }
+
+#[test]
+fn tensorboard_is_registered_and_a_default_backend() {
+    assert!(crate::registered_backends().contains(&"tensorboard".to_string()));
+    assert!(crate::default_backend_names().contains(&"tensorboard".to_string()));
+}
+
+#[test]
+fn only_rank_zero_writes_event_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for rank in [1, 0] {
+        let outdir = dir.path().join(format!("rank{rank}"));
+        let tracker = crate::TrackerBuilder::new()
+            .backends("tensorboard")
+            .outdir(&outdir)
+            .rank_info(crate::RankInfo::single().with_rank(rank, 2))
+            .build_strict()
+            .unwrap();
+        tracker.log([("loss", 0.5)]);
+        tracker.finish().unwrap();
+        assert_eq!(
+            outdir.join(TENSORBOARD_DIR).is_dir(),
+            rank == 0,
+            "rank {rank}"
+        );
+    }
+}
