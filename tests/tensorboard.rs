@@ -139,18 +139,7 @@ fn tensorboard_reads_every_step_value_text_image_and_histogram() {
     let Some(python) = common::oracle_python("tensorboard") else {
         return;
     };
-    let script = common::repo_root().join("tests/oracles/tb_read.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&logdir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tb_read.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let got = read_with_tensorboard(&python, &logdir);
     assert_eq!(got["file_version"], json!(2.0));
 
     // Every step of every scalar, with TensorBoard's (32-bit) value exactly.
@@ -216,6 +205,101 @@ fn tensorboard_reads_every_step_value_text_image_and_histogram() {
     );
 
     inspect_lists_every_tag(&python, &logdir, &keys);
+}
+
+/// `tests/oracles/tb_read.py`'s JSON for `logdir` (EventAccumulator, nothing sampled away).
+fn read_with_tensorboard(python: &Path, logdir: &Path) -> Json {
+    let script = common::repo_root().join("tests/oracles/tb_read.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(logdir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tb_read.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The issue's definition of done: the quickstart with `EZPZ_TRACKER_BACKENDS=tensorboard`
+/// gives TensorBoard every step of its ten scalars exactly, the config, image and histogram.
+#[test]
+fn quickstart_with_tensorboard_backend_is_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let outdir = dir.path().join("q");
+    let n = 500u64;
+    let mut cmd = Command::new(common::example_bin("quickstart"));
+    cmd.args(["--steps", &n.to_string(), "--outdir"])
+        .arg(&outdir)
+        .env("EZPZ_TRACKER_BACKENDS", "tensorboard");
+    for var in ezpz_tracker::env::RANK_VARS {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !outdir.join("metrics.csv").exists(),
+        "only tensorboard was asked for"
+    );
+    let logdir = outdir.join("tensorboard");
+    assert_eq!(std::fs::read_dir(&logdir).unwrap().count(), 1);
+
+    let Some(python) = common::oracle_python("tensorboard") else {
+        return;
+    };
+    let got = read_with_tensorboard(&python, &logdir);
+    // The quickstart's documented scalars.
+    let expected = |step: u64| -> [(&str, f64); 10] {
+        let s = step as f64;
+        let loss = 1.0 / (1.0 + s);
+        [
+            ("train/loss", loss),
+            ("train/acc", 1.0 - loss),
+            ("train/lr", 0.001),
+            ("train/step_sq", s * s),
+            ("train/m4", (s * 0.01).sin()),
+            ("train/m5", (s * 0.01).cos()),
+            ("train/m6", (1.0 + s).ln()),
+            ("train/m7", (1.0 + s).sqrt()),
+            ("train/m8", 1.0 / (1.0 + s * s)),
+            ("train/m9", (-s * 1e-3).exp()),
+        ]
+    };
+    assert_eq!(got["tags"]["scalars"].as_array().unwrap().len(), 10);
+    for (i, (key, _)) in expected(0).iter().enumerate() {
+        let series = got["scalars"][key].as_array().unwrap();
+        assert_eq!(series.len() as u64, n, "{key}");
+        for (step, point) in series.iter().enumerate() {
+            assert_eq!(point[0], json!(step), "{key}");
+            let want = expected(step as u64)[i].1 as f32 as f64;
+            assert_eq!(parse_f64(&point[1]), want, "{key} at step {step}");
+        }
+    }
+    let config = got["tensors"]["config"][0][1][0].as_str().unwrap();
+    assert_eq!(
+        config,
+        format!(
+            "| key | value |\n| --- | --- |\n| steps | {n} |\n| optimizer.name | adamw |\n\
+             | optimizer.lr | 0.001 |\n| optimizer.betas | [0.9,0.999] |\n| model.depth | 6 |\n\
+             | model.heads | 4 |\n| model.dim | 128 |\n"
+        )
+    );
+    let image = &got["images"]["samples"][0];
+    assert_eq!(image["decoded_size"], json!([32, 24]));
+    let weights: Vec<f64> = (0..1000).map(|i| ((i as f64) * 0.37).sin()).collect();
+    let h = &got["histograms"]["weights"][0];
+    assert_eq!(parse_f64(&h["num"]), 1000.0);
+    assert_eq!(parse_f64(&h["bucket_total"]), 1000.0);
+    let min = weights.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!((parse_f64(&h["min"]), parse_f64(&h["max"])), (min, max));
+    assert_eq!(parse_f64(&h["sum"]), weights.iter().sum::<f64>());
 }
 
 /// `tensorboard --inspect --logdir` lists each tag under its kind.
