@@ -7,20 +7,50 @@
 //! tracker's own queueing allows, whatever the backend) and writing the tracker's
 //! already-encoded bytes again, record by record, through a `BufWriter` (I/O only).
 //!
-//! Prints `RESULT tb_events_per_s`, `RESULT tb_raw_events_per_s`, `RESULT tb_ratio` (target
-//! ≥ 0.5), `RESULT tb_noop_tracker_events_per_s` and `RESULT tb_preencoded_events_per_s`
-//! (medians of three rounds). `EZPZ_BENCH_EVENTS` changes the count.
+//! Prints `RESULT tb_events_per_s`, `RESULT tb_raw_events_per_s`, `RESULT tb_ratio` (wall
+//! time, target ≥ 0.5), `RESULT tb_cpu_ratio` (process CPU time, all threads: stable on a
+//! loaded machine), `RESULT tb_noop_tracker_events_per_s` and
+//! `RESULT tb_preencoded_events_per_s` (medians of three rounds). `EZPZ_BENCH_EVENTS` changes
+//! the count.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ezpz_tracker::backends::tensorboard::framing::{read_records, write_message};
-use ezpz_tracker::backends::tensorboard::proto::{summary_value::Kind, Event, SummaryValue};
+use ezpz_tracker::backends::tensorboard::framing::{read_records, write_message, write_record};
+use ezpz_tracker::backends::tensorboard::proto::{event::What, summary_value::Kind};
+use ezpz_tracker::backends::tensorboard::proto::{Event, SummaryValue};
 use ezpz_tracker::{Backend, Record, Result, RunStatus, TrackerBuilder};
 
 const ROUNDS: usize = 3;
+
+/// CPU seconds used so far by the whole process (every thread).
+fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Wall and process CPU time of one measured section.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Starts a measurement; call the returned closure to end it.
+fn start_timing() -> impl FnOnce() -> Timing {
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    move || Timing {
+        wall: t0.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - c0,
+    }
+}
 
 fn now() -> f64 {
     SystemTime::now()
@@ -70,8 +100,8 @@ impl Backend for Noop {
     }
 }
 
-/// Logs `n` one-scalar records; the time from the first `log` until `finish` returns.
-fn timed_tracker(builder: TrackerBuilder, n: u64) -> Duration {
+/// Logs `n` one-scalar records; measured from the first `log` until `finish` returns.
+fn timed_tracker(builder: TrackerBuilder, n: u64) -> Timing {
     let tracker = builder
         .project("bench")
         // Never drop: the figure must cover every event.
@@ -79,24 +109,24 @@ fn timed_tracker(builder: TrackerBuilder, n: u64) -> Duration {
         .finish_timeout(Duration::from_secs(600))
         .build_strict()
         .expect("tracker");
-    let start = Instant::now();
+    let stop = start_timing();
     for step in 0..n {
         tracker.log([("loss", loss(step))]);
     }
     let summary = tracker.finish().expect("finish");
-    let elapsed = start.elapsed();
+    let timing = stop();
     assert_eq!(summary.dropped(), 0);
     assert_eq!(summary.backends[0].records, n);
-    elapsed
+    timing
 }
 
-fn through_tracker(dir: &Path, n: u64) -> (Duration, usize) {
+fn through_tracker(dir: &Path, n: u64) -> (Timing, usize) {
     let builder = TrackerBuilder::new().backends("tensorboard").outdir(dir);
-    let elapsed = timed_tracker(builder, n);
-    (elapsed, check(&event_file(&dir.join("tensorboard")), n))
+    let timing = timed_tracker(builder, n);
+    (timing, check(&event_file(&dir.join("tensorboard")), n))
 }
 
-fn noop_tracker(dir: &Path, n: u64) -> Duration {
+fn noop_tracker(dir: &Path, n: u64) -> Timing {
     let builder = TrackerBuilder::new()
         .backends("none")
         .outdir(dir)
@@ -104,8 +134,9 @@ fn noop_tracker(dir: &Path, n: u64) -> Duration {
     timed_tracker(builder, n)
 }
 
-fn raw(path: &Path, n: u64) -> (Duration, usize) {
-    let start = Instant::now();
+/// The anchor: the same events encoded and framed in a plain loop into a `BufWriter`.
+fn raw(path: &Path, n: u64) -> (Timing, usize) {
+    let stop = start_timing();
     let mut out = BufWriter::new(File::create(path).expect("create"));
     let mut buf = Vec::with_capacity(64);
     write_message(&mut buf, &Event::file_version(now())).expect("encode");
@@ -114,9 +145,7 @@ fn raw(path: &Path, n: u64) -> (Duration, usize) {
     for step in 0..n {
         event.wall_time = now();
         event.step = step as i64;
-        if let Some(ezpz_tracker::backends::tensorboard::proto::event::What::Summary(s)) =
-            &mut event.what
-        {
+        if let Some(What::Summary(s)) = &mut event.what {
             s.value[0].kind = Some(Kind::SimpleValue(loss(step) as f32));
         }
         buf.clear();
@@ -125,24 +154,25 @@ fn raw(path: &Path, n: u64) -> (Duration, usize) {
     }
     out.flush().expect("flush");
     drop(out);
-    let elapsed = start.elapsed();
-    (elapsed, check(path, n))
+    let timing = stop();
+    (timing, check(path, n))
 }
 
-fn preencoded(source: &Path, path: &Path) -> Duration {
+/// The tracker's encoded records written again through a `BufWriter` (I/O only).
+fn preencoded(source: &Path, path: &Path) -> Timing {
     let bytes = std::fs::read(source).expect("read");
     let (records, _) = read_records(&bytes).expect("valid");
-    let start = Instant::now();
+    let stop = start_timing();
     let mut out = BufWriter::new(File::create(path).expect("create"));
     let mut framed = Vec::with_capacity(64);
     for r in &records {
         framed.clear();
-        ezpz_tracker::backends::tensorboard::framing::write_record(&mut framed, r);
+        write_record(&mut framed, r);
         out.write_all(&framed).expect("write");
     }
     out.flush().expect("flush");
     drop(out);
-    start.elapsed()
+    stop()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -155,35 +185,30 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let (mut tracked, mut raws, mut noops, mut pre) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rounds: Vec<[Timing; 4]> = Vec::new();
     for round in 0..ROUNDS {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (t, tracked_len) = through_tracker(&dir.path().join("run"), n);
+        let (tracked, tracked_len) = through_tracker(&dir.path().join("run"), n);
         let raw_path = dir.path().join("raw.tfevents");
-        let (r, raw_len) = raw(&raw_path, n);
+        let (raw, raw_len) = raw(&raw_path, n);
         assert_eq!(tracked_len, raw_len, "both sides write the same bytes");
         let tracked_file = event_file(&dir.path().join("run").join("tensorboard"));
-        let p = preencoded(&tracked_file, &dir.path().join("copy.tfevents"));
-        let z = noop_tracker(&dir.path().join("noop"), n);
+        let pre = preencoded(&tracked_file, &dir.path().join("copy.tfevents"));
+        let noop = noop_tracker(&dir.path().join("noop"), n);
         println!(
-            "round {round}: tracker {:.3} s, raw {:.3} s, no-op tracker {:.3} s, \
-             pre-encoded {:.3} s ({} bytes)",
-            t.as_secs_f64(),
-            r.as_secs_f64(),
-            z.as_secs_f64(),
-            p.as_secs_f64(),
-            tracked_len
+            "round {round}: tracker {:.3} s ({:.3} s CPU), raw {:.3} s ({:.3} s CPU), \
+             no-op tracker {:.3} s, pre-encoded {:.3} s ({tracked_len} bytes)",
+            tracked.wall, tracked.cpu, raw.wall, raw.cpu, noop.wall, pre.wall
         );
-        noops.push(n as f64 / z.as_secs_f64());
-        tracked.push(n as f64 / t.as_secs_f64());
-        raws.push(n as f64 / r.as_secs_f64());
-        pre.push(n as f64 / p.as_secs_f64());
+        rounds.push([tracked, raw, noop, pre]);
     }
-    let (t, r, p) = (median(tracked), median(raws), median(pre));
-    println!("RESULT tb_events_per_s {t:.0}");
-    println!("RESULT tb_raw_events_per_s {r:.0}");
-    println!("RESULT tb_ratio {:.3}", t / r);
-    println!("RESULT tb_noop_tracker_events_per_s {:.0}", median(noops));
-    println!("RESULT tb_preencoded_events_per_s {p:.0}");
+    let rate = |i: usize| median(rounds.iter().map(|r| n as f64 / r[i].wall).collect());
+    let cpu_ratio = median(rounds.iter().map(|r| r[1].cpu / r[0].cpu).collect());
+    let (tracked, raw) = (rate(0), rate(1));
+    println!("RESULT tb_events_per_s {tracked:.0}");
+    println!("RESULT tb_raw_events_per_s {raw:.0}");
+    println!("RESULT tb_ratio {:.3}", tracked / raw);
+    println!("RESULT tb_cpu_ratio {cpu_ratio:.3}");
+    println!("RESULT tb_noop_tracker_events_per_s {:.0}", rate(2));
+    println!("RESULT tb_preencoded_events_per_s {:.0}", rate(3));
 }
