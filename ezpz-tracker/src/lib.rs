@@ -68,7 +68,7 @@
 //!
 //! ## Environment variables
 //!
-//! Every variable is a documented constant in [`env`]: `EZPZ_TRACKER_BACKENDS`,
+//! Every variable is a documented constant in [`env`](mod@env): `EZPZ_TRACKER_BACKENDS`,
 //! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
 //! the rank variables of MPI launchers and schedulers, and each backend's own.
 #![warn(missing_docs)]
