@@ -78,6 +78,7 @@ pub mod config;
 pub mod env;
 mod error;
 mod registry;
+pub mod report;
 mod setup;
 mod tracker;
 mod value;
