@@ -277,7 +277,10 @@ impl TrackerBuilder {
         }
         let mut finish_hooks = self.finish_hooks;
         // Last, so it sees what the user's own hooks log.
-        if let Some(options) = self.report.filter(|_| rank.is_main() && !workers.is_empty()) {
+        if let Some(options) = self
+            .report
+            .filter(|_| rank.is_main() && !workers.is_empty())
+        {
             finish_hooks.push(report::finish_hook(options));
         }
         let tracker = Tracker::from_parts(TrackerParts {

@@ -39,7 +39,12 @@ const CONSTANTS: [&str; 16] = [
 ];
 
 /// The memory metrics of the original (`get_memory_metrics`), in GiB.
-const MEMORY_KEYS: [&str; 4] = ["mem_alloc", "mem_peak_alloc", "mem_reserved", "mem_peak_reserved"];
+const MEMORY_KEYS: [&str; 4] = [
+    "mem_alloc",
+    "mem_peak_alloc",
+    "mem_reserved",
+    "mem_peak_reserved",
+];
 
 /// Minimum token widths (including `key=`) of counters: `iter=8` is padded to the width of
 /// `iter=12000` so the following field starts in the same column on every line.
@@ -162,7 +167,12 @@ impl CompactFormat {
             }
         }
         let prefix = if self.strip_common_prefix {
-            common_prefix(metrics.iter().map(|(k, _)| &**k))
+            common_prefix(
+                bases
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .chain(aggregates.iter().map(|(_, base, _)| *base)),
+            )
         } else {
             ""
         };
@@ -325,5 +335,184 @@ fn format_memory(metrics: &[(Arc<str>, Value)]) -> Option<String> {
         (Some(a), None) => Some(format!("{a:.2}GiB (cur)")),
         (None, Some(p)) => Some(format!("{p:.2}GiB (peak)")),
         (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics;
+
+    fn fmt(precision: usize, m: Vec<(Arc<str>, Value)>) -> String {
+        CompactFormat::new().precision(precision).format(m)
+    }
+
+    #[test]
+    fn the_issue_example_line() {
+        let line = CompactFormat::new().precision(3).format(metrics! {
+            "train/iter" => 180, "train/loss" => 0.078, "train/loss/mean" => 0.08,
+            "train/loss/min" => 0.05, "train/loss/max" => 0.12, "train/loss/std" => 0.0261,
+            "train/acc" => 0.984, "train/acc/std" => 0.0099, "train/acc/mean" => 0.98,
+        });
+        assert_eq!(line, "iter=180   loss=0.078(±0.026) acc=0.984(±9.9e-3)");
+        let lr = format_compact(metrics! {"lr" => 0.000059, "lr/std" => 0.0});
+        assert_eq!(lr, "lr=0.000059");
+    }
+
+    #[test]
+    fn std_is_inlined_and_other_aggregates_dropped() {
+        assert_eq!(
+            fmt(2, metrics! {"loss" => 0.5, "loss/std" => 0.02}),
+            "loss=0.50(±0.020)"
+        );
+        let all = metrics! {
+            "loss" => 0.5, "loss/mean" => 0.4, "loss/min" => 0.1, "loss/max" => 0.9,
+            "loss/std" => 0.02, "loss/avg" => 0.4,
+        };
+        assert_eq!(fmt(2, all), "loss=0.50(±0.020)");
+        assert_eq!(fmt(2, metrics! {"loss" => 0.5}), "loss=0.50");
+    }
+
+    #[test]
+    fn std_has_two_significant_figures_fixed_from_one_hundredth() {
+        assert_eq!(format_std(0.157124).as_deref(), Some("0.16"));
+        assert_eq!(format_std(0.012).as_deref(), Some("0.012"));
+        assert_eq!(format_std(1.297581).as_deref(), Some("1.3"));
+        assert_eq!(format_std(12.97).as_deref(), Some("13"));
+        assert_eq!(
+            fmt(6, metrics! {"loss" => 0.289993, "loss/std" => 0.157124}),
+            "loss=0.289993(±0.16)"
+        );
+        assert_eq!(
+            fmt(
+                6,
+                metrics! {"tflops" => 16.778491, "tflops/std" => 1.297581}
+            ),
+            "tflops=16.778491(±1.3)"
+        );
+    }
+
+    #[test]
+    fn small_std_is_scientific_without_exponent_zero() {
+        assert_eq!(format_std(0.000302).as_deref(), Some("3.0e-4"));
+        assert_eq!(format_std(0.003686).as_deref(), Some("3.7e-3"));
+        let line = fmt(6, metrics! {"dtf" => 0.008877, "dtf/std" => 0.000279});
+        assert_eq!(line, "dtf=0.008877(±2.8e-4)");
+        assert!(!line.contains("e-04"));
+    }
+
+    #[test]
+    fn zero_std_has_no_parenthetical() {
+        assert_eq!(format_std(0.0), None);
+        assert_eq!(
+            fmt(6, metrics! {"loss" => 0.5, "loss/std" => 0.0}),
+            "loss=0.500000"
+        );
+    }
+
+    #[test]
+    fn counters_and_constants_never_get_a_std() {
+        let line = fmt(
+            2,
+            metrics! {"iter" => 100, "iter/std" => 5.0, "loss" => 0.5, "loss/std" => 0.02},
+        );
+        assert_eq!(line, "iter=100   loss=0.50(±0.020)");
+        let line = fmt(
+            6,
+            metrics! {"lr" => 0.000059, "lr/std" => 1e-5, "momentum" => 0.9, "momentum/std" => 0.1},
+        );
+        assert_eq!(line, "lr=0.000059 momentum=0.900000");
+        let line = CompactFormat::new().constant_key("my_const").format(
+            metrics! {"my_const" => 42.0, "my_const/std" => 0.5, "loss" => 0.5, "loss/std" => 0.02},
+        );
+        assert_eq!(line, "my_const=42.000000 loss=0.500000(±0.020)");
+    }
+
+    #[test]
+    fn counters_are_padded_so_the_next_column_aligns() {
+        let short = fmt(6, metrics! {"iter" => 0, "loss" => 0.5});
+        let long = fmt(6, metrics! {"iter" => 1234, "loss" => 0.5});
+        assert_eq!(short, "iter=0     loss=0.500000");
+        assert_eq!(short.find("loss="), long.find("loss="));
+        let epoch = fmt(6, metrics! {"epoch" => 3, "train/step" => 7, "loss" => 0.5});
+        // The width counts the whole token, prefix included (as the original does).
+        assert_eq!(epoch, "epoch=3  train/step=7 loss=0.500000");
+        // Overridden widths; a value wider than its width is never cut.
+        let narrow = CompactFormat::new()
+            .min_width("iter", 3)
+            .format(metrics! {"iter" => 5, "loss" => 0.5});
+        assert_eq!(narrow, "iter=5 loss=0.500000");
+        let wide = CompactFormat::new()
+            .min_width("iter", 12)
+            .format(metrics! {"iter" => 123456, "loss" => 0.5});
+        assert_eq!(wide, "iter=123456  loss=0.500000");
+        // No trailing padding at the end of a line.
+        assert_eq!(
+            fmt(6, metrics! {"loss" => 0.5, "iter" => 1}),
+            "loss=0.500000 iter=1"
+        );
+    }
+
+    #[test]
+    fn aggregates_without_base_are_kept() {
+        assert_eq!(fmt(2, metrics! {"loss/mean" => 0.4}), "loss/mean=0.40");
+        assert_eq!(
+            fmt(
+                2,
+                metrics! {"acc" => 0.9, "loss/mean" => 0.4, "loss/std" => 0.1}
+            ),
+            "acc=0.90 loss/mean=0.40 loss/std=0.10"
+        );
+    }
+
+    #[test]
+    fn memory_keys_become_one_token() {
+        let m = metrics! {
+            "loss" => 0.5, "mem_alloc" => 1.5, "mem_peak_alloc" => 2.25,
+            "mem_reserved" => 3.0, "mem_alloc/mean" => 1.5, "mem_alloc/std" => 0.0,
+        };
+        assert_eq!(fmt(2, m), "loss=0.50 memory=1.50/2.25GiB (cur/peak)");
+        assert_eq!(
+            fmt(2, metrics! {"train/loss" => 0.5, "train/mem_alloc" => 1.5}),
+            "loss=0.50 memory=1.50GiB (cur)"
+        );
+        assert_eq!(
+            fmt(2, metrics! {"mem_peak_alloc" => 2.0}),
+            "memory=2.00GiB (peak)"
+        );
+        // Not memory: only the four names are.
+        assert_eq!(fmt(2, metrics! {"mem_loss" => 0.5}), "mem_loss=0.50");
+    }
+
+    #[test]
+    fn values_print_like_the_original() {
+        let m = metrics! {
+            "ok" => true, "n" => 7, "phase" => "train", "bad" => f64::NAN,
+            "big" => f64::INFINITY, "small" => f64::NEG_INFINITY,
+        };
+        assert_eq!(
+            fmt(3, m),
+            "ok=True n=7 phase=train bad=nan big=inf small=-inf"
+        );
+        let line = fmt(2, metrics! {"loss" => 0.5, "loss/std" => f64::NAN});
+        assert_eq!(line, "loss=0.50(±nan)");
+    }
+
+    #[test]
+    fn a_shared_prefix_is_stripped_and_skip_keys_dropped() {
+        let m = metrics! {"train/iter" => 3, "train/loss" => 0.5, "train/loss/std" => 0.25};
+        assert_eq!(fmt(2, m.clone()), "iter=3     loss=0.50(±0.25)");
+        let kept = CompactFormat::new()
+            .precision(2)
+            .strip_common_prefix(false)
+            .format(m);
+        assert_eq!(kept, "train/iter=3 train/loss=0.50(±0.25)");
+        let mixed = fmt(2, metrics! {"train/loss" => 0.5, "eval/loss" => 0.75});
+        assert_eq!(mixed, "train/loss=0.50 eval/loss=0.75");
+        let skipped = CompactFormat::new()
+            .precision(2)
+            .skip_key("train/loss")
+            .format(metrics! {"train/loss" => 0.5, "train/acc" => 0.75});
+        assert_eq!(skipped, "acc=0.75");
     }
 }

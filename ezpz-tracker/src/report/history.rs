@@ -332,11 +332,17 @@ mod tests {
             r#"{"timestamp":13.0,"step":3,"rank":0,"metr"#,
         ));
         assert_eq!((h.records, h.malformed), (3, 1));
-        assert_eq!((h.first_timestamp, h.last_timestamp), (Some(10.0), Some(12.5)));
+        assert_eq!(
+            (h.first_timestamp, h.last_timestamp),
+            (Some(10.0), Some(12.5))
+        );
         assert_eq!((h.first_step, h.last_step), (Some(0), Some(2)));
         let loss = h.get("train/loss").unwrap();
         let s = loss.stats(Channel::Raw).unwrap();
-        assert_eq!((s.count, s.non_finite, s.min, s.max, s.mean), (2, 1, 0.5, 1.5, 1.0));
+        assert_eq!(
+            (s.count, s.non_finite, s.min, s.max, s.mean),
+            (2, 1, 0.5, 1.5, 1.0)
+        );
         assert!(!loss.is_integer() && !loss.has_aggregates());
         assert_eq!(loss.group(), "train");
         assert!(h.get("train/iter").unwrap().is_integer());
@@ -345,7 +351,12 @@ mod tests {
         let keys: Vec<_> = h.keys().collect();
         assert_eq!(
             keys,
-            [("train/loss", false), ("train/iter", false), ("phase", true), ("ok", false)]
+            [
+                ("train/loss", false),
+                ("train/iter", false),
+                ("phase", true),
+                ("ok", false)
+            ]
         );
     }
 

@@ -86,13 +86,19 @@ pub struct RunIdentity {
 
 impl RunIdentity {
     /// The identity of a live run, ending now (rank 0's view).
-    pub fn from_tracker(tracker: &Tracker, outdir: &Path, config: Option<&serde_json::Value>) -> Self {
+    pub fn from_tracker(
+        tracker: &Tracker,
+        outdir: &Path,
+        config: Option<&serde_json::Value>,
+    ) -> Self {
         let rank = tracker.rank();
         let mut id = RunIdentity {
             project: Some(tracker.project().to_string()),
             run_name: Some(tracker.run_name().to_string()).filter(|n| !n.is_empty()),
             command: Some(command_line()),
-            cwd: std::env::current_dir().ok().map(|d| d.display().to_string()),
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|d| d.display().to_string()),
             git_commit: std::env::current_dir().ok().and_then(|d| git_commit(&d)),
             host: Some(rank.hostname.clone()),
             machine: Some(rank.machine.clone()).filter(|m| *m != rank.hostname),
@@ -120,7 +126,11 @@ impl RunIdentity {
 
     /// What a JSONL file alone tells: the run directory's name and the first and last
     /// record's times.
-    pub fn from_history(outdir: &Path, history: &History, config: Option<&serde_json::Value>) -> Self {
+    pub fn from_history(
+        outdir: &Path,
+        history: &History,
+        config: Option<&serde_json::Value>,
+    ) -> Self {
         let mut id = RunIdentity {
             run_name: outdir
                 .canonicalize()

@@ -41,10 +41,13 @@ fn relative(input: &ReportInput<'_>, path: &str) -> Option<String> {
     let recorded = input.identity.outdir.as_deref().map(Path::new);
     let bases = recorded.into_iter().chain(std::iter::once(input.outdir));
     let rel = bases.into_iter().find_map(|base| {
-        p.strip_prefix(base).ok().map(Path::to_path_buf).or_else(|| {
-            let (a, b) = (p.canonicalize().ok()?, base.canonicalize().ok()?);
-            a.strip_prefix(b).ok().map(Path::to_path_buf)
-        })
+        p.strip_prefix(base)
+            .ok()
+            .map(Path::to_path_buf)
+            .or_else(|| {
+                let (a, b) = (p.canonicalize().ok()?, base.canonicalize().ok()?);
+                a.strip_prefix(b).ok().map(Path::to_path_buf)
+            })
     })?;
     let rel = rel.to_string_lossy().to_string();
     (!rel.is_empty()).then_some(rel)
@@ -93,8 +96,8 @@ fn identity_table(out: &mut String, input: &ReportInput<'_>) {
         (Some(a), Some(b)) => format!("{} records, steps {a}–{b}", h.records),
         _ => "no records".to_string(),
     };
-    let malformed = (h.malformed > 0)
-        .then(|| format!("{} malformed line(s) in the JSONL", h.malformed));
+    let malformed =
+        (h.malformed > 0).then(|| format!("{} malformed line(s) in the JSONL", h.malformed));
     let rows: [(&str, Option<String>); 18] = [
         ("Project", plain(&id.project)),
         ("Run name", plain(&id.run_name)),
@@ -113,7 +116,13 @@ fn identity_table(out: &mut String, input: &ReportInput<'_>) {
         ("World size", id.world_size.map(|w| w.to_string())),
         ("Device", plain(&id.device)),
         ("Output directory", quoted(&id.outdir)),
-        ("Metrics", Some(path_text(input, &input.outdir.join(METRICS_FILE).to_string_lossy()))),
+        (
+            "Metrics",
+            Some(path_text(
+                input,
+                &input.outdir.join(METRICS_FILE).to_string_lossy(),
+            )),
+        ),
     ];
     out.push_str("| | |\n|---|---|\n");
     for (label, value) in rows {
@@ -149,7 +158,9 @@ fn config_section(out: &mut String, config: Option<&serde_json::Value>) {
             let fence = "`".repeat(3.max(longest_backtick_run(&text) + 1));
             let _ = writeln!(out, "{fence}json\n{text}\n{fence}\n");
         }
-        _ => out.push_str("_No configuration recorded (`config.json` is written by the `csv` backend)._\n\n"),
+        _ => out.push_str(
+            "_No configuration recorded (`config.json` is written by the `csv` backend)._\n\n",
+        ),
     }
 }
 
@@ -174,7 +185,11 @@ fn overview_row(m: &MetricHistory) -> String {
     if s.non_finite > 0 {
         let _ = write!(points, " ({} non-finite)", s.non_finite);
     }
-    let mean_note = if main == Channel::Mean { " (cross-rank mean)" } else { "" };
+    let mean_note = if main == Channel::Mean {
+        " (cross-rank mean)"
+    } else {
+        ""
+    };
     format!(
         "| {name}{mean_note} | {} | {} | {} | {} | {spread} | {points} |\n",
         f(s.last),
@@ -210,7 +225,11 @@ fn group_sections(out: &mut String, input: &ReportInput<'_>) {
         }
     }
     for group in groups {
-        let title = if group.is_empty() { "Top-level metrics" } else { group };
+        let title = if group.is_empty() {
+            "Top-level metrics"
+        } else {
+            group
+        };
         let _ = writeln!(out, "## {}\n", cell(title));
         let mut counters = Vec::new();
         let mut unplotted = Vec::new();

@@ -112,7 +112,7 @@ impl Layers {
         for (px, lo, hi) in self.std_band.iter().chain(&self.range_band) {
             add(*px, *lo, *hi);
         }
-        (widen(x, 0.0), widen(y, 0.06))
+        (widen(x, 0.015), widen(y, 0.06))
     }
 }
 
@@ -205,14 +205,20 @@ fn draw<DB: DrawingBackend>(
     if !layers.range_band.is_empty() {
         let c = AGG.mix(0.12);
         chart
-            .draw_series(std::iter::once(Polygon::new(band(&layers.range_band), c.filled())))?
+            .draw_series(std::iter::once(Polygon::new(
+                band(&layers.range_band),
+                c.filled(),
+            )))?
             .label("min–max over ranks")
             .legend(legend_box(c));
     }
     if !layers.std_band.is_empty() {
         let c = AGG.mix(0.3);
         chart
-            .draw_series(std::iter::once(Polygon::new(band(&layers.std_band), c.filled())))?
+            .draw_series(std::iter::once(Polygon::new(
+                band(&layers.std_band),
+                c.filled(),
+            )))?
             .label("mean ± std over ranks")
             .legend(legend_box(c));
     }
@@ -281,7 +287,11 @@ mod tests {
     }
 
     /// Dark pixels in a rectangle (text is black on white).
-    fn dark_pixels(img: &image::RgbImage, x: std::ops::Range<u32>, y: std::ops::Range<u32>) -> usize {
+    fn dark_pixels(
+        img: &image::RgbImage,
+        x: std::ops::Range<u32>,
+        y: std::ops::Range<u32>,
+    ) -> usize {
         y.flat_map(|yy| x.clone().map(move |xx| (xx, yy)))
             .filter(|(xx, yy)| img.get_pixel(*xx, *yy).0.iter().all(|c| *c < 100))
             .count()
@@ -298,7 +308,9 @@ mod tests {
             ));
         }
         let h = history(&text);
-        let img = render(h.get("train/loss").unwrap(), (600, 400)).unwrap().unwrap();
+        let img = render(h.get("train/loss").unwrap(), (600, 400))
+            .unwrap()
+            .unwrap();
         assert_eq!(img.dimensions(), (600, 400));
         // The title is drawn in the middle of the top band: text needs a working font.
         assert!(dark_pixels(&img, 200..400, 0..36) > 40, "no title text");
@@ -306,7 +318,10 @@ mod tests {
         assert!(dark_pixels(&img, 0..90, 60..340) > 40, "no y tick labels");
         let blue = img.pixels().filter(|p| p.0 == [31, 119, 180]).count();
         let orange = img.pixels().filter(|p| p.0 == [230, 110, 0]).count();
-        assert!(blue > 100 && orange > 100, "lines missing: {blue} blue, {orange} orange");
+        assert!(
+            blue > 100 && orange > 100,
+            "lines missing: {blue} blue, {orange} orange"
+        );
     }
 
     #[test]

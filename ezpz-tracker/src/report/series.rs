@@ -324,7 +324,10 @@ mod tests {
 
     #[test]
     fn channels_split_from_keys() {
-        assert_eq!(Channel::split("train/loss/std"), ("train/loss", Channel::Std));
+        assert_eq!(
+            Channel::split("train/loss/std"),
+            ("train/loss", Channel::Std)
+        );
         assert_eq!(Channel::split("train/loss"), ("train/loss", Channel::Raw));
         assert_eq!(Channel::split("/mean"), ("/mean", Channel::Raw));
     }
@@ -348,7 +351,15 @@ mod tests {
         }
         let p = s.points(Channel::Raw);
         assert_eq!(p.len(), 10);
-        assert_eq!(p[3], SeriesPoint { step: 3.0, mean: 6.0, min: 6.0, max: 6.0 });
+        assert_eq!(
+            p[3],
+            SeriesPoint {
+                step: 3.0,
+                mean: 6.0,
+                min: 6.0,
+                max: 6.0
+            }
+        );
         assert!(!s.has(Channel::Std));
     }
 
@@ -368,7 +379,10 @@ mod tests {
         assert_eq!(s.rows(), n);
         let widths: Vec<f64> = p.windows(2).map(|w| w[1].step - w[0].step).collect();
         let full = &widths[..widths.len() - 1];
-        assert!(full.iter().all(|w| *w == s.stride() as f64), "uneven buckets");
+        assert!(
+            full.iter().all(|w| *w == s.stride() as f64),
+            "uneven buckets"
+        );
         assert_eq!(p[0].step, (s.stride() as f64 - 1.0) / 2.0);
         // The spike survives thinning as a bucket maximum.
         assert_eq!(p.iter().map(|q| q.max).fold(0.0, f64::max), 1e6);

@@ -67,7 +67,7 @@ pub fn history_table(path: &Path, history: &History, max_rows: usize) -> Result<
         };
         let step = rec.step.unwrap_or(next_step);
         next_step = step + 1;
-        let keep = i % stride == 0 || i + 1 == history.records;
+        let keep = i.is_multiple_of(stride) || i + 1 == history.records;
         i += 1;
         if !keep {
             continue;

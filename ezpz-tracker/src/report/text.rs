@@ -48,11 +48,7 @@ pub(crate) fn stat(v: f64, integer: bool) -> String {
 
 /// Text as an inline code span, with a fence longer than any backtick run inside it.
 pub(crate) fn code(text: &str) -> String {
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
     let pad = if text.starts_with('`') || text.ends_with('`') {
         " "
