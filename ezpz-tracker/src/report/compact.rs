@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
+use super::memory::{format_memory, is_memory_key};
 use crate::value::{IntoMetrics, Value};
 
 /// Aggregate suffixes recognised on the console (`/avg` is the original's extra spelling).
@@ -36,14 +37,6 @@ const CONSTANTS: [&str; 16] = [
     "warmup_steps",
     "warmup_iters",
     "warmup",
-];
-
-/// The memory metrics of the original (`get_memory_metrics`), in GiB.
-const MEMORY_KEYS: [&str; 4] = [
-    "mem_alloc",
-    "mem_peak_alloc",
-    "mem_reserved",
-    "mem_peak_reserved",
 ];
 
 /// Minimum token widths (including `key=`) of counters: `iter=8` is padded to the width of
@@ -284,23 +277,17 @@ pub(crate) fn is_counter(key: &str) -> bool {
     COUNTERS.contains(&leaf(key))
 }
 
-fn leaf(key: &str) -> &str {
+pub(crate) fn leaf(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
 
 /// `train/loss/std` → (`train/loss`, `/std`).
-fn split_aggregate(key: &str) -> Option<(&str, &'static str)> {
+pub(crate) fn split_aggregate(key: &str) -> Option<(&str, &'static str)> {
     AGGREGATE_SUFFIXES.iter().find_map(|s| {
         key.strip_suffix(s)
             .filter(|base| !base.is_empty())
             .map(|base| (base, *s))
     })
-}
-
-/// `mem_alloc`, `train/mem_peak_reserved`, `mem_alloc/mean`, … (not `mem_loss`).
-fn is_memory_key(key: &str) -> bool {
-    let base = split_aggregate(key).map_or(key, |(b, _)| b);
-    MEMORY_KEYS.contains(&leaf(base))
 }
 
 /// The first path component shared by every key, with its slash (`train/`), if any.
@@ -318,23 +305,6 @@ fn common_prefix<'a>(mut keys: impl Iterator<Item = &'a str>) -> &'a str {
         prefix
     } else {
         ""
-    }
-}
-
-/// The original's memory token: `<alloc>/<peak>GiB (cur/peak)`, `<alloc>GiB (cur)` or
-/// `<peak>GiB (peak)`, from the raw (not aggregated) `mem_alloc`/`mem_peak_alloc` keys.
-fn format_memory(metrics: &[(Arc<str>, Value)]) -> Option<String> {
-    let find = |leaf_name: &str| {
-        metrics
-            .iter()
-            .find(|(k, _)| leaf(k) == leaf_name && split_aggregate(k).is_none())
-            .and_then(|(_, v)| v.as_f64())
-    };
-    match (find("mem_alloc"), find("mem_peak_alloc")) {
-        (Some(a), Some(p)) => Some(format!("{a:.2}/{p:.2}GiB (cur/peak)")),
-        (Some(a), None) => Some(format!("{a:.2}GiB (cur)")),
-        (None, Some(p)) => Some(format!("{p:.2}GiB (peak)")),
-        (None, None) => None,
     }
 }
 
@@ -463,25 +433,6 @@ mod tests {
             ),
             "acc=0.90 loss/mean=0.40 loss/std=0.10"
         );
-    }
-
-    #[test]
-    fn memory_keys_become_one_token() {
-        let m = metrics! {
-            "loss" => 0.5, "mem_alloc" => 1.5, "mem_peak_alloc" => 2.25,
-            "mem_reserved" => 3.0, "mem_alloc/mean" => 1.5, "mem_alloc/std" => 0.0,
-        };
-        assert_eq!(fmt(2, m), "loss=0.50 memory=1.50/2.25GiB (cur/peak)");
-        assert_eq!(
-            fmt(2, metrics! {"train/loss" => 0.5, "train/mem_alloc" => 1.5}),
-            "loss=0.50 memory=1.50GiB (cur)"
-        );
-        assert_eq!(
-            fmt(2, metrics! {"mem_peak_alloc" => 2.0}),
-            "memory=2.00GiB (peak)"
-        );
-        // Not memory: only the four names are.
-        assert_eq!(fmt(2, metrics! {"mem_loss" => 0.5}), "mem_loss=0.50");
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod history;
 mod hook;
 mod identity;
 mod markdown;
+mod memory;
 mod plot;
 mod series;
 mod table;
