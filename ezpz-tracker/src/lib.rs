@@ -43,6 +43,28 @@
 //! methods) and is attached with [`TrackerBuilder::add_backend`] or registered by name with
 //! [`register_backend`].
 //!
+//! ## End-of-run report
+//!
+//! At [`Tracker::finish`] on rank 0, when the `jsonl` backend is attached, the tracker reads
+//! `metrics.jsonl` back (streaming; memory bounded by the number of metrics, not steps) and
+//! writes into the run directory `report.md` (run identity, backend links and commands,
+//! configuration, a last/min/max/mean overview with cross-rank ±std, one section per metric
+//! group), `plots/<metric>.png` (raw series; cross-rank mean with ±std and min–max bands when
+//! aggregates exist) and `run_info.json`; it then logs the history as the
+//! `training_history` table and the three outputs as artifacts, so they reach every
+//! backend. [`TrackerBuilder::report`]`(false)` turns it off; `ezpz report <outdir>`
+//! rebuilds it from the files. The console line of the original is
+//! [`report::format_compact`]:
+//!
+//! ```
+//! use ezpz_tracker::{metrics, report::format_compact};
+//! let line = format_compact(metrics! {
+//!     "train/iter" => 180, "train/loss" => 0.078, "train/loss/std" => 0.026,
+//!     "train/loss/mean" => 0.08, "train/lr" => 0.000059,
+//! });
+//! assert_eq!(line, "iter=180   loss=0.078000(±0.026) lr=0.000059");
+//! ```
+//!
 //! ## Distributed (MPI)
 //!
 //! The tracker is rank-aware: only rank 0 creates files, threads or connections; other ranks
@@ -80,6 +102,7 @@ pub mod config;
 pub mod env;
 mod error;
 mod registry;
+pub mod report;
 mod setup;
 mod tracker;
 mod value;

@@ -9,6 +9,7 @@ use crate::aggregate::Aggregator;
 use crate::backend::{Backend, BackendContext};
 use crate::env::{self, var};
 use crate::registry::{constructor, registered_backends};
+use crate::report::{self, ReportOptions};
 use crate::tracker::{FinishHook, Tracker, TrackerParts};
 use crate::worker::WorkerHandle;
 use crate::{Error, RankInfo, Result};
@@ -59,6 +60,7 @@ pub struct TrackerBuilder {
     enqueue_timeout: Duration,
     finish_timeout: Option<Duration>,
     finish_hooks: Vec<FinishHook>,
+    report: Option<ReportOptions>,
 }
 
 impl Default for TrackerBuilder {
@@ -76,6 +78,7 @@ impl Default for TrackerBuilder {
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
             finish_timeout: None,
             finish_hooks: Vec::new(),
+            report: Some(ReportOptions::default()),
         }
     }
 }
@@ -177,6 +180,20 @@ impl TrackerBuilder {
         self
     }
 
+    /// Whether the end-of-run report (`report.md`, `plots/`, `run_info.json`, see
+    /// [`report`](crate::report)) is written at finish on rank 0 when the `jsonl` backend is
+    /// attached (default on).
+    pub fn report(mut self, enabled: bool) -> Self {
+        self.report = enabled.then(|| self.report.take().unwrap_or_default());
+        self
+    }
+
+    /// Turns the end-of-run report on with these options (plot size, points, limits).
+    pub fn report_options(mut self, options: ReportOptions) -> Self {
+        self.report = Some(options);
+        self
+    }
+
     /// Builds the tracker. Unknown backend names are warned about (naming the registered
     /// ones) and skipped.
     ///
@@ -258,6 +275,14 @@ impl TrackerBuilder {
                 Err(e) => return Err(e),
             }
         }
+        let mut finish_hooks = self.finish_hooks;
+        // Last, so it sees what the user's own hooks log.
+        if let Some(options) = self
+            .report
+            .filter(|_| rank.is_main() && !workers.is_empty())
+        {
+            finish_hooks.push(report::finish_hook(options));
+        }
         let tracker = Tracker::from_parts(TrackerParts {
             workers,
             rank,
@@ -266,7 +291,7 @@ impl TrackerBuilder {
             outdir: local_outdir,
             aggregator: self.aggregator,
             finish_timeout,
-            finish_hooks: self.finish_hooks,
+            finish_hooks,
             start_time,
         });
         if let Some(config) = self.config {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::registry::Constructor;
 
-mod appender;
+pub(crate) mod appender;
 pub mod csv;
 pub mod jsonl;
 pub mod memory;

@@ -1,0 +1,116 @@
+//! `ezpz`: command-line tools for runs written by `ezpz-tracker`.
+//!
+//! ```text
+//! ezpz report <outdir>    rebuild report.md and plots/ from <outdir>/metrics.jsonl
+//! ezpz --help             list the commands
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ezpz_tracker::report::{build_report, ReportOptions, REPORT_MD};
+
+const HELP: &str = "\
+ezpz: tools for runs written by ezpz-tracker
+
+Usage: ezpz <command> [args]
+
+Commands:
+  report <outdir>   Rebuild report.md, plots/*.png (and run_info.json when missing)
+                    from <outdir>/metrics.jsonl
+  help              Show this help
+
+Options:
+  -h, --help        Show this help (or a command's help: ezpz report --help)
+  -V, --version     Show the version
+";
+
+const REPORT_HELP: &str = "\
+Usage: ezpz report <outdir> [--max-points N] [--max-plots N]
+
+Rebuilds <outdir>/report.md and <outdir>/plots/*.png from <outdir>/metrics.jsonl alone.
+The run's identity comes from <outdir>/run_info.json when present (written at the end of
+the run), else from the JSONL's first and last records (and run_info.json is written).
+
+Options:
+  --max-points N    plot buckets per metric (default 1000)
+  --max-plots N     plots drawn at most (default 200)
+  -h, --help        show this help
+";
+
+/// A usage error: the message and the help text to show with it.
+struct Usage(String, &'static str);
+
+fn parse_count(flag: &str, value: Option<String>) -> Result<usize, Usage> {
+    value
+        .as_deref()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Usage(format!("{flag} needs a positive whole number"), REPORT_HELP))
+}
+
+fn report(args: impl Iterator<Item = String>) -> Result<ExitCode, Usage> {
+    let mut args = args;
+    let mut outdir: Option<PathBuf> = None;
+    let mut options = ReportOptions::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{REPORT_HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            "--max-points" => options.max_points = parse_count(&arg, args.next())?,
+            "--max-plots" => options.max_plots = parse_count(&arg, args.next())?,
+            flag if flag.starts_with('-') => {
+                return Err(Usage(format!("unknown option `{flag}`"), REPORT_HELP))
+            }
+            _ if outdir.is_some() => {
+                return Err(Usage(format!("unexpected argument `{arg}`"), REPORT_HELP))
+            }
+            _ => outdir = Some(PathBuf::from(arg)),
+        }
+    }
+    let outdir = outdir.ok_or_else(|| Usage("missing <outdir>".into(), REPORT_HELP))?;
+    match build_report(&outdir, None, &options) {
+        Ok(files) => {
+            println!(
+                "wrote {} ({} plots, {} records)",
+                outdir.join(REPORT_MD).display(),
+                files.plots.len(),
+                files.history.records
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("ezpz report: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, Usage> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        None => Err(Usage("missing command".into(), HELP)),
+        Some("-h" | "--help" | "help") => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("-V" | "--version") => {
+            println!("ezpz {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("report") => report(args),
+        Some(other) => Err(Usage(format!("unknown command `{other}`"), HELP)),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(Usage(message, help)) => {
+            eprintln!("error: {message}\n\n{help}");
+            ExitCode::from(2)
+        }
+    }
+}
