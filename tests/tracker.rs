@@ -412,3 +412,17 @@ fn non_finite_and_string_values_reach_csv_as_text() {
     assert_eq!(rows[0], ["step", "nan", "inf", "phase", "ok"]);
     assert_eq!(rows[1], ["0", "NaN", "inf", "warm,up", "true"]);
 }
+
+#[test]
+fn last_record_is_what_the_backends_received() {
+    let memory = MemoryBackend::new();
+    let tracker = memory_tracker(&memory);
+    assert!(tracker.last_record().is_none());
+    tracker.log([("loss", 0.5), ("acc", 0.9)]);
+    tracker.log_at(9, [("loss", 0.25), ("acc", 0.95)]);
+    let last = tracker.last_record().unwrap();
+    assert_eq!(last.step, 9);
+    assert_eq!(last.get("acc"), Some(&Value::F64(0.95)));
+    tracker.finish().unwrap();
+    assert_eq!(memory.snapshot().records[1], *last);
+}

@@ -201,6 +201,12 @@ impl Tracker {
         self.inner.parts.start_time
     }
 
+    /// The last committed row as the backends received it, aggregates included (rank 0),
+    /// e.g. for a console line: `report::format_compact(tracker.last_record()?.metrics.clone())`.
+    pub fn last_record(&self) -> Option<Arc<Record>> {
+        self.state().last.clone()
+    }
+
     /// The step the next auto-stepped record gets.
     pub fn next_step(&self) -> u64 {
         self.state().next_step

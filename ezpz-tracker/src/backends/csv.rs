@@ -260,6 +260,10 @@ impl Backend for CsvBackend {
     fn log_artifacts(&mut self, artifacts: &Artifacts) -> Result<()> {
         let mut errors = Vec::new();
         for (label, path) in &artifacts.items {
+            if path.starts_with(&self.dir) {
+                // Already in the run directory (the report's files): nothing to copy.
+                continue;
+            }
             let dest = self.dir.join("artifacts").join(file_stem(label));
             if let Err(e) = copy_into(path, &dest) {
                 errors.push(e);
