@@ -103,11 +103,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracker.log_image("samples", image, Some("a gradient"));
     let weights: Vec<f64> = (0..1000).map(|i| ((i as f64) * 0.37).sin()).collect();
     tracker.log_histogram("weights", weights);
-    if let Some(dir) = tracker.outdir() {
-        let notes = dir.join("notes.txt");
-        std::fs::write(&notes, "quickstart artifact\n")?;
-        tracker.log_artifacts([("notes", notes)]);
-    }
+    // An artifact from outside the run directory (backends copy or upload it; it is left in
+    // place because a spooled upload may still need it after this process ends).
+    let notes_dir = std::env::temp_dir().join(format!("ezpz-quickstart-{}", std::process::id()));
+    std::fs::create_dir_all(&notes_dir)?;
+    let notes = notes_dir.join("notes.txt");
+    std::fs::write(&notes, "quickstart artifact\n")?;
+    tracker.log_artifacts([("notes", &notes)]);
 
     let summary = tracker.finish()?;
     match &summary.outdir {
