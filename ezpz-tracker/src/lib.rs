@@ -103,6 +103,8 @@ pub mod env;
 mod error;
 mod registry;
 pub mod report;
+#[cfg(feature = "wandb")]
+mod retry;
 mod setup;
 mod tracker;
 mod value;
@@ -118,6 +120,8 @@ pub use backends::jsonl::JsonlBackend;
 pub use backends::memory::{MemoryBackend, MemorySnapshot};
 #[cfg(feature = "tensorboard")]
 pub use backends::tensorboard::TensorBoardBackend;
+#[cfg(feature = "wandb")]
+pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
 pub use env::RankInfo;
 pub use error::{Error, Result};
 pub use registry::{register_backend, registered_backends, unregister_backend, Constructor};
