@@ -5,6 +5,8 @@ pub mod backends;
 
 use std::path::PathBuf;
 
+pub mod wandb_capture;
+
 /// The Python of the pinned oracle venv (`EZPZ_TEST_PYTHON`, else `~/.cache/ezpz/venv`), when
 /// it has `module` importable.
 ///

@@ -156,11 +156,6 @@ impl LogWriter {
             .sync_data()
             .map_err(|e| Error::io("cannot sync", &self.path, e))
     }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Reads the records of a log back (the inverse of [`Framer`]), checking every CRC.

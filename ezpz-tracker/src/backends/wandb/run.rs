@@ -149,11 +149,6 @@ impl RunLog {
         &self.files_dir
     }
 
-    /// The `.wandb` file.
-    pub fn log_path(&self) -> &Path {
-        self.log.path()
-    }
-
     /// Appends a history row and remembers its values for the summary.
     ///
     /// # Errors
@@ -335,7 +330,7 @@ mod tests {
         row.stamp(0, 1.7e9, 0.1);
         run.history(&row).unwrap();
         run.exit(0, 1.0).unwrap();
-        let records: Vec<Record> = read_records(&std::fs::read(run.log_path()).unwrap())
+        let records: Vec<Record> = read_records(&std::fs::read(run.dir().join("run-abc12345.wandb")).unwrap())
             .unwrap()
             .iter()
             .map(|r| Record::decode(r.as_slice()).unwrap())

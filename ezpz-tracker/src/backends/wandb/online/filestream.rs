@@ -38,11 +38,6 @@ impl Stream {
         self.offset = offset;
     }
 
-    /// The line index the next history line will get.
-    pub fn next_line(&self) -> u64 {
-        self.offset + self.pending.len() as u64
-    }
-
     /// Queues a history line.
     pub fn push_line(&mut self, line: String) {
         self.pending_bytes += line.len();
@@ -147,7 +142,6 @@ mod tests {
         assert_eq!(s.next_batch(None), b);
         s.acknowledge(&b);
         assert!(s.is_empty());
-        assert_eq!(s.next_line(), 7);
         s.push_line("{\"a\":3}".into());
         let last = s.next_batch(Some(0));
         assert_eq!(last.body["files"]["wandb-history.jsonl"]["offset"], 7);

@@ -269,6 +269,8 @@ impl OnlineRun {
             }
             self.bucket = Some(bucket);
             self.config_dirty = false;
+            // Progress: the next failure starts the backoff afresh.
+            self.backoff.succeeded();
         }
         if !self.uploads.is_empty() {
             self.upload_files(timeout)?;
@@ -315,6 +317,7 @@ impl OnlineRun {
                 req = req.header(k, v);
             }
             self.send_plain(req, timeout, "file upload")?;
+            self.backoff.succeeded();
             self.uploads.retain(|u| u != name);
             self.stream.uploaded(name.clone());
         }
