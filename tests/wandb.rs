@@ -35,7 +35,9 @@ fn metric(step: u64, i: usize) -> Value {
 
 fn log_steps(t: &Tracker, steps: std::ops::Range<u64>, pause: Duration) {
     for s in steps {
-        let row: Vec<(&str, Value)> = (0..METRICS.len()).map(|i| (METRICS[i], metric(s, i))).collect();
+        let row: Vec<(&str, Value)> = (0..METRICS.len())
+            .map(|i| (METRICS[i], metric(s, i)))
+            .collect();
         t.log_at(s, row);
         std::thread::sleep(pause);
     }
@@ -45,7 +47,9 @@ fn log_steps(t: &Tracker, steps: std::ops::Range<u64>, pause: Duration) {
 fn assert_row(row: &Json, step: u64) {
     for (i, key) in METRICS.iter().enumerate() {
         let want = metric(step, i).as_f64().unwrap();
-        let got = row[*key].as_f64().unwrap_or_else(|| panic!("step {step}: no `{key}` in {row}"));
+        let got = row[*key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("step {step}: no `{key}` in {row}"));
         assert_eq!(got, want, "step {step}, `{key}`");
     }
     assert_eq!(row["_step"].as_u64(), Some(step), "{row}");
@@ -80,7 +84,9 @@ fn tracker(name: &str, dir: &Path, opts: WandbOptions) -> Tracker {
         .with_test_writer()
         .try_init();
     let backend = format!("wandb-{name}");
-    register_backend(&backend, move |ctx| Ok(Box::new(WandbBackend::start(ctx, opts.clone())?)));
+    register_backend(&backend, move |ctx| {
+        Ok(Box::new(WandbBackend::start(ctx, opts.clone())?))
+    });
     TrackerBuilder::new()
         .project("ezpz-wandb-test")
         .backends(backend)
@@ -98,7 +104,10 @@ struct Finished {
 
 fn finish(t: &Tracker) -> Finished {
     let summary = t.finish().expect("finish");
-    let info = summary.backends[0].run_info.clone().expect("wandb run info");
+    let info = summary.backends[0]
+        .run_info
+        .clone()
+        .expect("wandb run info");
     Finished {
         id: info.id.expect("run id"),
         dir: info.path.expect("run dir"),
@@ -132,7 +141,9 @@ fn leet_history(records: &[Json]) -> Vec<(u64, Json)> {
 
 #[test]
 fn offline_run_is_read_back_by_wandb_leet_inspect() {
-    let Some(py) = common::oracle_python("wandb") else { return };
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let t = tracker("leet", dir.path(), offline());
     log_steps(&t, 0..25, Duration::ZERO);
@@ -141,9 +152,15 @@ fn offline_run_is_read_back_by_wandb_leet_inspect() {
     t.log_config(json!({"late_param": "x"}));
     let run = finish(&t);
     let name = run.dir.file_name().unwrap().to_string_lossy().to_string();
-    assert!(name.starts_with("offline-run-") && name.ends_with(&run.id), "{name}");
+    assert!(
+        name.starts_with("offline-run-") && name.ends_with(&run.id),
+        "{name}"
+    );
     assert!(run.dir.join(format!("run-{}.wandb", run.id)).is_file());
-    assert_eq!(run.command, Some(format!("wandb sync {}", run.dir.display())));
+    assert_eq!(
+        run.command,
+        Some(format!("wandb sync {}", run.dir.display()))
+    );
 
     let records = leet_records(&py, &run.dir);
     assert_eq!(records[0]["type"], "run", "the run record comes first");
@@ -154,7 +171,10 @@ fn offline_run_is_read_back_by_wandb_leet_inspect() {
         assert_row(item, s as u64);
     }
     let (num, late) = &history[25];
-    assert_eq!((*num, late["_step"].as_u64(), late["step"].as_u64()), (25, Some(25), Some(3)));
+    assert_eq!(
+        (*num, late["_step"].as_u64(), late["step"].as_u64()),
+        (25, Some(25), Some(3))
+    );
     assert_eq!(late["late"], 1.5);
 
     let summary = leet_summary(&py, &run.dir);
@@ -165,24 +185,44 @@ fn offline_run_is_read_back_by_wandb_leet_inspect() {
     assert_eq!(summary["config"]["lr"], 0.001);
     assert_eq!(summary["config"]["model"]["depth"], 6);
     assert_eq!(summary["config"]["late_param"], "x");
-    assert!(summary["config"]["hostname"].is_string(), "{}", summary["config"]);
+    assert!(
+        summary["config"]["hostname"].is_string(),
+        "{}",
+        summary["config"]
+    );
     assert_eq!(summary["config"]["world_size"], 1);
-    assert_eq!(summary["summary"]["train/loss"].as_f64(), metric(24, 0).as_f64());
+    assert_eq!(
+        summary["summary"]["train/loss"].as_f64(),
+        metric(24, 0).as_f64()
+    );
     assert_eq!(summary["summary"]["late"], 1.5);
     assert_eq!(summary["summary"]["_step"], 25);
 }
 
 #[test]
 fn offline_run_uploads_every_history_line_with_wandb_sync() {
-    let Some(py) = common::oracle_python("wandb") else { return };
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let t = tracker("sync", dir.path(), offline());
     let artifact = dir.path().join("model.bin");
     std::fs::write(&artifact, b"weights").unwrap();
     log_steps(&t, 0..10, Duration::ZERO);
     // Media logged before step 10 belongs to row 10.
-    t.log_table("preds", ["id", "label"], vec![vec![Value::I64(0), "cat".into()], vec![Value::I64(1), "dog".into()]]);
-    t.log_image("samples", image::RgbImage::from_pixel(5, 4, image::Rgb([200, 10, 10])), Some("red"));
+    t.log_table(
+        "preds",
+        ["id", "label"],
+        vec![
+            vec![Value::I64(0), "cat".into()],
+            vec![Value::I64(1), "dog".into()],
+        ],
+    );
+    t.log_image(
+        "samples",
+        image::RgbImage::from_pixel(5, 4, image::Rgb([200, 10, 10])),
+        Some("red"),
+    );
     t.log_histogram("weights", vec![1.0, 2.0, 3.0, 4.0, 5.0]);
     t.log_artifacts([("model", &artifact)]);
     log_steps(&t, 10..25, Duration::ZERO);
@@ -200,7 +240,13 @@ fn offline_run_uploads_every_history_line_with_wandb_sync() {
     assert_eq!(row10["preds"]["_type"], "table-file");
     assert_eq!(row10["preds"]["nrows"], 2);
     assert_eq!(row10["samples"]["_type"], "image-file");
-    assert_eq!((row10["samples"]["width"].as_u64(), row10["samples"]["height"].as_u64()), (Some(5), Some(4)));
+    assert_eq!(
+        (
+            row10["samples"]["width"].as_u64(),
+            row10["samples"]["height"].as_u64()
+        ),
+        (Some(5), Some(4))
+    );
     assert_eq!(row10["samples"]["caption"], "red");
     assert_eq!(row10["weights"]["_type"], "histogram");
     assert_eq!(row10["weights"]["values"].as_array().unwrap().len(), 64);
@@ -220,22 +266,37 @@ fn offline_run_uploads_every_history_line_with_wandb_sync() {
     assert!(got["config"]["ezpz_version"]["value"].is_string());
     let summary = &got["summary"];
     for (i, key) in METRICS.iter().enumerate() {
-        assert_eq!(summary[*key].as_f64(), metric(24, i).as_f64(), "summary `{key}`: {summary}");
+        assert_eq!(
+            summary[*key].as_f64(),
+            metric(24, i).as_f64(),
+            "summary `{key}`: {summary}"
+        );
     }
     assert_eq!(summary["_step"], 24);
 }
 
 #[test]
 fn records_crossing_32k_blocks_read_and_sync_intact() {
-    let Some(py) = common::oracle_python("wandb") else { return };
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let t = tracker("blocks", dir.path(), offline());
     let big: Vec<String> = (0..3).map(|i| format!("{i}").repeat(40_000)).collect();
     for (s, text) in big.iter().enumerate() {
-        t.log_at(s as u64, [("loss", Value::F64(s as f64)), ("blob", Value::from(text.as_str()))]);
+        t.log_at(
+            s as u64,
+            [
+                ("loss", Value::F64(s as f64)),
+                ("blob", Value::from(text.as_str())),
+            ],
+        );
     }
     // Non-finite values travel as W&B's own JSON spells them.
-    t.log_at(3, [("loss", 3.0), ("nan", f64::NAN), ("inf", f64::NEG_INFINITY)]);
+    t.log_at(
+        3,
+        [("loss", 3.0), ("nan", f64::NAN), ("inf", f64::NEG_INFINITY)],
+    );
     let run = finish(&t);
     let log = run.dir.join(format!("run-{}.wandb", run.id));
     assert!(std::fs::metadata(&log).unwrap().len() > 3 * 32 * 1024);
@@ -243,7 +304,11 @@ fn records_crossing_32k_blocks_read_and_sync_intact() {
     let history = leet_history(&leet_records(&py, &run.dir));
     assert_eq!(history.len(), 4);
     for (s, text) in big.iter().enumerate() {
-        assert_eq!(history[s].1["blob"].as_str(), Some(text.as_str()), "row {s}");
+        assert_eq!(
+            history[s].1["blob"].as_str(),
+            Some(text.as_str()),
+            "row {s}"
+        );
     }
     let server = CaptureServer::start(&py, &[]);
     sync(&py, &server, &run.dir, &[]);
@@ -254,12 +319,19 @@ fn records_crossing_32k_blocks_read_and_sync_intact() {
         assert_eq!(lines[s]["loss"].as_f64(), Some(s as f64));
     }
     assert_eq!(lines[3]["loss"], 3.0);
-    assert_eq!((lines[3]["nan"].as_str(), lines[3]["inf"].as_str()), (Some("NaN"), Some("-Infinity")), "{}", lines[3]);
+    assert_eq!(
+        (lines[3]["nan"].as_str(), lines[3]["inf"].as_str()),
+        (Some("NaN"), Some("-Infinity")),
+        "{}",
+        lines[3]
+    );
 }
 
 #[test]
 fn online_run_delivers_what_wandb_sync_of_its_own_log_delivers() {
-    let Some(py) = common::oracle_python("wandb") else { return };
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let live = CaptureServer::start(&py, &[]);
     let t = tracker("online", dir.path(), online(&live.url));
@@ -269,7 +341,10 @@ fn online_run_delivers_what_wandb_sync_of_its_own_log_delivers() {
     let run = finish(&t);
     assert_eq!(run.command, None, "a completed online run needs no sync");
     let name = run.dir.file_name().unwrap().to_string_lossy().to_string();
-    assert!(name.starts_with("run-") && name.ends_with(&run.id), "{name}");
+    assert!(
+        name.starts_with("run-") && name.ends_with(&run.id),
+        "{name}"
+    );
 
     let got = live.run(&run.id);
     assert_eq!(got["complete"], true);
@@ -280,11 +355,20 @@ fn online_run_delivers_what_wandb_sync_of_its_own_log_delivers() {
         assert_row(line, s as u64);
     }
     let table = lines[12]["preds"]["path"].as_str().unwrap();
-    assert!(got["files"][table]["size"].as_u64().unwrap() > 0, "{}", got["files"]);
-    assert!(got["uploaded"].as_array().unwrap().iter().any(|u| u == table));
+    assert!(
+        got["files"][table]["size"].as_u64().unwrap() > 0,
+        "{}",
+        got["files"]
+    );
+    assert!(got["uploaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u == table));
     let requests = live.state()["requests"].clone();
     assert!(
-        requests.as_array().unwrap().iter().all(|r| r["auth"] == "Basic YXBpOmFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
+        requests.as_array().unwrap().iter().all(|r| r["auth"]
+            == "Basic YXBpOmFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
             || r["kind"] == "upload"),
         "every API request carries Basic api:<key>"
     );
@@ -300,24 +384,48 @@ fn online_run_delivers_what_wandb_sync_of_its_own_log_delivers() {
     }
     for key in METRICS.iter().chain(["_step", "preds"].iter()) {
         let (x, y) = (&synced["summary"][*key], &got["summary"][*key]);
-        assert!(!x.is_null() && same(x, y), "summary `{key}`: sync {x}, online {y}");
+        assert!(
+            !x.is_null() && same(x, y),
+            "summary `{key}`: sync {x}, online {y}"
+        );
     }
     assert_eq!(synced["config"]["lr"], got["config"]["lr"]);
 }
 
 #[test]
 fn a_server_failing_for_a_while_loses_nothing() {
-    let Some(py) = common::oracle_python("wandb") else { return };
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let fails = ["graphql:503:2", "file_stream:drop:2", "file_stream:500:1", "file_stream:429:1", "upload:502:1"];
+    let fails = [
+        "graphql:503:2",
+        "file_stream:drop:2",
+        "file_stream:500:1",
+        "file_stream:429:1",
+        "upload:502:1",
+    ];
     let server = CaptureServer::start(&py, &fails);
-    let t = tracker("flaky", dir.path(), online(&server.url).finish_timeout(Duration::from_secs(25)));
+    let t = tracker(
+        "flaky",
+        dir.path(),
+        online(&server.url).finish_timeout(Duration::from_secs(25)),
+    );
     log_steps(&t, 0..20, Duration::from_millis(100));
-    t.log_image("samples", image::RgbImage::from_pixel(2, 2, image::Rgb([0, 0, 255])), None);
+    t.log_image(
+        "samples",
+        image::RgbImage::from_pixel(2, 2, image::Rgb([0, 0, 255])),
+        None,
+    );
     log_steps(&t, 20..40, Duration::from_millis(50));
     let run = finish(&t);
     let state = server.state();
-    let injected = state["requests"].as_array().unwrap().iter().filter(|r| !r["injected"].is_null()).count();
+    let injected = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["injected"].is_null())
+        .count();
     assert_eq!(injected, 7, "every injected failure was hit");
     let got = server.run(&run.id);
     let lines = got["history"].as_array().unwrap();
@@ -326,22 +434,34 @@ fn a_server_failing_for_a_while_loses_nothing() {
         assert_row(line, s as u64);
     }
     let image = lines[20]["samples"]["path"].as_str().unwrap();
-    assert!(got["files"][image].is_object(), "image uploaded after its failure");
+    assert!(
+        got["files"][image].is_object(),
+        "image uploaded after its failure"
+    );
     assert_eq!(got["complete"], true);
     assert_eq!(run.command, None);
 }
 
 #[test]
 fn a_lost_server_leaves_a_log_that_wandb_sync_completes() {
-    let Some(py) = common::oracle_python("wandb") else { return };
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on this port.
     let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let t = tracker("lost", dir.path(), online(&dead).finish_timeout(Duration::from_secs(2)));
+    let t = tracker(
+        "lost",
+        dir.path(),
+        online(&dead).finish_timeout(Duration::from_secs(2)),
+    );
     log_steps(&t, 0..15, Duration::ZERO);
     let run = finish(&t);
     let command = run.command.expect("the sync command is offered");
-    assert!(command.starts_with("wandb sync") && command.ends_with(&run.dir.display().to_string()), "{command}");
+    assert!(
+        command.starts_with("wandb sync") && command.ends_with(&run.dir.display().to_string()),
+        "{command}"
+    );
 
     let server = CaptureServer::start(&py, &[]);
     sync(&py, &server, &run.dir, &["--include-online"]);
@@ -356,41 +476,74 @@ fn a_lost_server_leaves_a_log_that_wandb_sync_completes() {
 
 #[test]
 fn a_resumed_run_continues_after_the_servers_history() {
-    let Some(py) = common::oracle_python("json") else { return };
+    let Some(py) = common::oracle_python("json") else {
+        return;
+    };
     let server = CaptureServer::start(&py, &[]);
     let first = tempfile::tempdir().unwrap();
-    let t = tracker("resume-a", first.path(), online(&server.url).run_id("resume01"));
+    let t = tracker(
+        "resume-a",
+        first.path(),
+        online(&server.url).run_id("resume01"),
+    );
     log_steps(&t, 0..5, Duration::ZERO);
     finish(&t);
     let second = tempfile::tempdir().unwrap();
-    let t = tracker("resume-b", second.path(), online(&server.url).run_id("resume01"));
+    let t = tracker(
+        "resume-b",
+        second.path(),
+        online(&server.url).run_id("resume01"),
+    );
     log_steps(&t, 0..3, Duration::ZERO);
     finish(&t);
-    let lines = server.run("resume01")["history"].as_array().unwrap().clone();
+    let lines = server.run("resume01")["history"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(lines.len(), 8, "{lines:?}");
     for (i, line) in lines.iter().enumerate().skip(5) {
         assert_eq!(line["_step"].as_u64(), Some(i as u64));
-        assert_eq!(line["step"].as_u64(), Some(i as u64 - 5), "the caller's step is kept");
-        assert_eq!(line["train/loss"].as_f64(), metric(i as u64 - 5, 0).as_f64());
+        assert_eq!(
+            line["step"].as_u64(),
+            Some(i as u64 - 5),
+            "the caller's step is kept"
+        );
+        assert_eq!(
+            line["train/loss"].as_f64(),
+            metric(i as u64 - 5, 0).as_f64()
+        );
     }
 }
 
 #[test]
 fn an_invalid_mode_is_one_error_and_other_backends_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    register_backend("wandb-bogus", |ctx| Ok(Box::new(WandbBackend::start(ctx, WandbOptions::new().mode("onlin"))?)));
+    register_backend("wandb-bogus", |ctx| {
+        Ok(Box::new(WandbBackend::start(
+            ctx,
+            WandbOptions::new().mode("onlin"),
+        )?))
+    });
     let err = TrackerBuilder::new()
         .backends("jsonl,wandb-bogus")
         .outdir(dir.path())
         .build()
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`onlin`") && err.contains("expected `online`, `offline`"), "{err}");
-    let t = TrackerBuilder::new().backends("jsonl,wandb-bogus").outdir(dir.path()).build_lossy();
+    assert!(
+        err.contains("`onlin`") && err.contains("expected `online`, `offline`"),
+        "{err}"
+    );
+    let t = TrackerBuilder::new()
+        .backends("jsonl,wandb-bogus")
+        .outdir(dir.path())
+        .build_lossy();
     assert_eq!(t.backend_names(), ["jsonl"]);
     t.log([("loss", 1.0)]);
     t.finish().unwrap();
-    assert!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().contains("\"loss\""));
+    assert!(std::fs::read_to_string(dir.path().join("metrics.jsonl"))
+        .unwrap()
+        .contains("\"loss\""));
     assert!(!dir.path().join("wandb").exists());
 }
 

@@ -141,7 +141,10 @@ mod tests {
     fn retry_after_seconds_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(" 0.5 ", now), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_retry_after(" 0.5 ", now),
+            Some(Duration::from_millis(500))
+        );
         // 2001-09-09T01:46:40Z is 1e9; ten seconds later:
         assert_eq!(
             parse_retry_after("Sun, 09 Sep 2001 01:46:50 GMT", now),
@@ -163,7 +166,10 @@ mod tests {
         }
         assert!(!b.ready(t0));
         assert_eq!(b.failures(), 6);
-        assert_eq!(b.failed(t0, Some(Duration::from_secs(42))), Duration::from_secs(42));
+        assert_eq!(
+            b.failed(t0, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
         b.succeeded();
         assert!(b.ready(t0));
         assert_eq!(b.failing_for(t0 + Duration::from_secs(5)), Duration::ZERO);

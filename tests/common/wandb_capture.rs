@@ -123,7 +123,10 @@ pub fn sync(python: &Path, server: &CaptureServer, path: &Path, extra: &[&str]) 
     let out = run_cli(
         python,
         &args,
-        &[("WANDB_BASE_URL", &server.url), ("WANDB_API_KEY", DUMMY_API_KEY)],
+        &[
+            ("WANDB_BASE_URL", &server.url),
+            ("WANDB_API_KEY", DUMMY_API_KEY),
+        ],
     );
     let text = format!(
         "{}{}",
@@ -147,14 +150,23 @@ pub fn leet_records(python: &Path, path: &Path) -> Vec<Value> {
         "leet inspect failed: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    text.lines().filter(|l| !l.trim().is_empty()).map(parse_json).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_json)
+        .collect()
 }
 
 /// `wandb leet inspect --summary --json <path>`: state, summary, config, exit code.
 pub fn leet_summary(python: &Path, path: &Path) -> Value {
     let out = run_cli(
         python,
-        &["leet", "inspect", "--summary", "--json", &path.to_string_lossy()],
+        &[
+            "leet",
+            "inspect",
+            "--summary",
+            "--json",
+            &path.to_string_lossy(),
+        ],
         &[],
     );
     let text = String::from_utf8_lossy(&out.stdout);

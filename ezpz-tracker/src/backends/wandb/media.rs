@@ -133,7 +133,11 @@ pub fn histogram(key: &str, values: &[f64]) -> Option<Media> {
     let (lo, hi) = finite.clone().fold(None, |acc: Option<(f64, f64)>, v| {
         Some(acc.map_or((v, v), |(l, h)| (l.min(v), h.max(v))))
     })?;
-    let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
+    let (lo, hi) = if lo == hi {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo, hi)
+    };
     let width = (hi - lo) / HISTOGRAM_BINS as f64;
     let mut counts = [0u64; HISTOGRAM_BINS];
     for v in finite {
@@ -144,7 +148,11 @@ pub fn histogram(key: &str, values: &[f64]) -> Option<Media> {
     push_joined(&mut json, counts.iter().map(u64::to_string));
     json.push_str("],\"bins\":[");
     let edges = (0..=HISTOGRAM_BINS).map(|i| {
-        let e = if i == HISTOGRAM_BINS { hi } else { lo + width * i as f64 };
+        let e = if i == HISTOGRAM_BINS {
+            hi
+        } else {
+            lo + width * i as f64
+        };
         value_json(&Value::F64(e))
     });
     push_joined(&mut json, edges);
@@ -254,11 +262,17 @@ mod tests {
         let m = table(dir.path(), &t).unwrap();
         let obj = parse(&m.json);
         assert_eq!(obj["_type"], "table-file");
-        assert_eq!((obj["ncols"].as_u64(), obj["nrows"].as_u64()), (Some(2), Some(2)));
+        assert_eq!(
+            (obj["ncols"].as_u64(), obj["nrows"].as_u64()),
+            (Some(2), Some(2))
+        );
         let path = obj["path"].as_str().unwrap();
         assert!(path.starts_with("media/table/eval_preds_3_"), "{path}");
         assert_eq!(m.files, [path]);
         let file = parse(&std::fs::read_to_string(dir.path().join(path)).unwrap());
-        assert_eq!(file, serde_json::json!({"columns": ["id", "label"], "data": [[0, "cat"], [1, null]]}));
+        assert_eq!(
+            file,
+            serde_json::json!({"columns": ["id", "label"], "data": [[0, "cat"], [1, null]]})
+        );
     }
 }

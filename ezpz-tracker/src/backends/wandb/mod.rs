@@ -269,7 +269,9 @@ impl WandbBackend {
             var(env::EZPZ_FINISH_TIMEOUT)
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .map_or(Duration::from_secs(24), |s| Duration::from_secs_f64(s * 0.8))
+                .map_or(Duration::from_secs(24), |s| {
+                    Duration::from_secs_f64(s * 0.8)
+                })
         });
         Ok(WandbBackend {
             active: Some(Box::new(Active {
@@ -530,7 +532,8 @@ impl Backend for WandbBackend {
     fn run_info(&self) -> Option<RunInfo> {
         let a = self.active.as_ref()?;
         let online = a.online.as_ref();
-        let needs_sync = online.is_none_or(|o| o.lost().is_some() || (a.finished && !o.is_complete()));
+        let needs_sync =
+            online.is_none_or(|o| o.lost().is_some() || (a.finished && !o.is_complete()));
         Some(RunInfo {
             id: Some(a.ident.run_id.clone()),
             url: online.and_then(|o| o.url()),

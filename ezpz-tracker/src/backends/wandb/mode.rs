@@ -71,7 +71,11 @@ pub fn resolve_mode(explicit: Option<&str>) -> Result<WandbMode> {
 }
 
 /// [`resolve_mode`] with the environment given (testable without touching the process).
-fn resolve(explicit: Option<&str>, disabled: Option<&str>, env_mode: Option<&str>) -> Result<WandbMode> {
+fn resolve(
+    explicit: Option<&str>,
+    disabled: Option<&str>,
+    env_mode: Option<&str>,
+) -> Result<WandbMode> {
     if disabled.is_some_and(|d| !d.trim().is_empty()) {
         return Ok(WandbMode::Disabled);
     }
@@ -87,31 +91,58 @@ mod tests {
 
     #[test]
     fn disabled_env_wins_over_everything() {
-        assert_eq!(resolve(Some("online"), Some("0"), Some("offline")).unwrap(), WandbMode::Disabled);
-        assert_eq!(resolve(None, Some("false"), None).unwrap(), WandbMode::Disabled);
+        assert_eq!(
+            resolve(Some("online"), Some("0"), Some("offline")).unwrap(),
+            WandbMode::Disabled
+        );
+        assert_eq!(
+            resolve(None, Some("false"), None).unwrap(),
+            WandbMode::Disabled
+        );
         // An invalid mode does not matter once W&B is disabled.
-        assert_eq!(resolve(Some("bogus"), Some("1"), None).unwrap(), WandbMode::Disabled);
+        assert_eq!(
+            resolve(Some("bogus"), Some("1"), None).unwrap(),
+            WandbMode::Disabled
+        );
     }
 
     #[test]
     fn explicit_mode_beats_the_environment() {
-        assert_eq!(resolve(Some("offline"), None, Some("online")).unwrap(), WandbMode::Offline);
-        assert_eq!(resolve(Some(""), None, Some("offline")).unwrap(), WandbMode::Offline);
-        assert_eq!(resolve(None, None, Some("Disabled")).unwrap(), WandbMode::Disabled);
+        assert_eq!(
+            resolve(Some("offline"), None, Some("online")).unwrap(),
+            WandbMode::Offline
+        );
+        assert_eq!(
+            resolve(Some(""), None, Some("offline")).unwrap(),
+            WandbMode::Offline
+        );
+        assert_eq!(
+            resolve(None, None, Some("Disabled")).unwrap(),
+            WandbMode::Disabled
+        );
         assert_eq!(resolve(None, None, None).unwrap(), WandbMode::Online);
-        assert_eq!(resolve(None, Some(""), Some("SHARED")).unwrap(), WandbMode::Shared);
+        assert_eq!(
+            resolve(None, Some(""), Some("SHARED")).unwrap(),
+            WandbMode::Shared
+        );
     }
 
     #[test]
     fn dryrun_means_offline() {
-        assert_eq!(resolve(None, None, Some("dryrun")).unwrap(), WandbMode::Offline);
+        assert_eq!(
+            resolve(None, None, Some("dryrun")).unwrap(),
+            WandbMode::Offline
+        );
     }
 
     #[test]
     fn an_invalid_mode_is_one_clear_error() {
         let err = resolve(None, None, Some("onlin")).unwrap_err().to_string();
         assert!(err.contains("`onlin`"), "{err}");
-        assert!(err.contains("`online`, `offline`, `disabled`, `shared`"), "{err}");
+        assert!(
+            err.contains("`online`, `offline`, `disabled`, `shared`"),
+            "{err}"
+        );
         assert!(err.contains("not started"), "{err}");
     }
 }

@@ -308,7 +308,11 @@ mod tests {
         let a = new_run_id();
         let b = new_run_id();
         assert_eq!(a.len(), 8);
-        assert!(a.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()), "{a}");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()),
+            "{a}"
+        );
         assert_ne!(a, b);
     }
 
@@ -324,17 +328,21 @@ mod tests {
         let cfg = serde_json::json!({"lr": 0.1});
         let mut run = RunLog::create(dir.path(), &ident, false, cfg.as_object().unwrap()).unwrap();
         let name = run.dir().file_name().unwrap().to_string_lossy().to_string();
-        assert!(name.starts_with("offline-run-") && name.ends_with("-abc12345"), "{name}");
+        assert!(
+            name.starts_with("offline-run-") && name.ends_with("-abc12345"),
+            "{name}"
+        );
         let mut row = Row::default();
         row.set("loss", "0.5".into());
         row.stamp(0, 1.7e9, 0.1);
         run.history(&row).unwrap();
         run.exit(0, 1.0).unwrap();
-        let records: Vec<Record> = read_records(&std::fs::read(run.dir().join("run-abc12345.wandb")).unwrap())
-            .unwrap()
-            .iter()
-            .map(|r| Record::decode(r.as_slice()).unwrap())
-            .collect();
+        let records: Vec<Record> =
+            read_records(&std::fs::read(run.dir().join("run-abc12345.wandb")).unwrap())
+                .unwrap()
+                .iter()
+                .map(|r| Record::decode(r.as_slice()).unwrap())
+                .collect();
         let run_rec = records[0].run.as_ref().unwrap();
         assert_eq!(run_rec.run_id, "abc12345");
         assert_eq!(run_rec.config.as_ref().unwrap().update[0].value_json, "0.1");

@@ -52,14 +52,30 @@ mod tests {
         let rank = RankInfo::single().with_rank(0, 8);
         let c = system_config(&rank, 1.7e9);
         for k in [
-            "hostname", "world_size", "machine", "working_directory", "year", "month", "day",
-            "tstamp", "jobid", "scheduler", "num_nodes", "ranks_per_node", "device_type",
-            "rust_version", "ezpz_version", "ezpz_git_sha",
+            "hostname",
+            "world_size",
+            "machine",
+            "working_directory",
+            "year",
+            "month",
+            "day",
+            "tstamp",
+            "jobid",
+            "scheduler",
+            "num_nodes",
+            "ranks_per_node",
+            "device_type",
+            "rust_version",
+            "ezpz_version",
+            "ezpz_git_sha",
         ] {
             assert!(c.contains_key(k), "missing {k}");
         }
         assert_eq!(c["world_size"], 8);
         assert_eq!(c["ranks_per_node"], 8);
-        assert!(c["rust_version"].as_str().unwrap_or("").starts_with("rustc "));
+        assert!(c["rust_version"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("rustc "));
     }
 }

@@ -118,7 +118,8 @@ impl Stream {
         if batch.summary {
             self.summary = None;
         }
-        self.uploaded.drain(..batch.uploaded.min(self.uploaded.len()));
+        self.uploaded
+            .drain(..batch.uploaded.min(self.uploaded.len()));
     }
 }
 
@@ -135,8 +136,14 @@ mod tests {
         s.set_summary("{\"a\":2}".into());
         let b = s.next_batch(None);
         assert_eq!(b.body["files"]["wandb-history.jsonl"]["offset"], 5);
-        assert_eq!(b.body["files"]["wandb-history.jsonl"]["content"][1], "{\"a\":2}");
-        assert_eq!(b.body["files"]["wandb-summary.json"]["content"][0], "{\"a\":2}");
+        assert_eq!(
+            b.body["files"]["wandb-history.jsonl"]["content"][1],
+            "{\"a\":2}"
+        );
+        assert_eq!(
+            b.body["files"]["wandb-summary.json"]["content"][0],
+            "{\"a\":2}"
+        );
         assert!(b.body.get("complete").is_none());
         // A failed request changes nothing: the retry sends the same lines at the same offset.
         assert_eq!(s.next_batch(None), b);
@@ -145,7 +152,10 @@ mod tests {
         s.push_line("{\"a\":3}".into());
         let last = s.next_batch(Some(0));
         assert_eq!(last.body["files"]["wandb-history.jsonl"]["offset"], 7);
-        assert_eq!((last.body["complete"].clone(), last.body["exitcode"].clone()), (json!(true), json!(0)));
+        assert_eq!(
+            (last.body["complete"].clone(), last.body["exitcode"].clone()),
+            (json!(true), json!(0))
+        );
     }
 
     #[test]
@@ -157,7 +167,13 @@ mod tests {
         }
         let b = s.next_batch(Some(0));
         assert!(!b.complete);
-        assert_eq!(b.body["files"]["wandb-history.jsonl"]["content"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            b.body["files"]["wandb-history.jsonl"]["content"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
         s.acknowledge(&b);
         let b = s.next_batch(Some(0));
         assert!(b.complete);

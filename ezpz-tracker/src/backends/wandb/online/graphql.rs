@@ -98,7 +98,12 @@ pub fn parse_upload_urls(reply: &Value) -> Result<UploadUrls, String> {
         .as_array()
         .ok_or("the answer to CreateRunFiles has no files")?
         .iter()
-        .filter_map(|f| Some((f["name"].as_str()?.to_string(), f["uploadUrl"].as_str()?.to_string())))
+        .filter_map(|f| {
+            Some((
+                f["name"].as_str()?.to_string(),
+                f["uploadUrl"].as_str()?.to_string(),
+            ))
+        })
         .collect();
     let headers = created["uploadHeaders"]
         .as_array()
@@ -135,7 +140,11 @@ mod tests {
             "historyLineCount": 7, "project": {"name": "p", "entity": {"name": "me"}}}}}});
         assert_eq!(
             parse_bucket(&ok).unwrap(),
-            Bucket { entity: "me".into(), project: "p".into(), history_line_count: 7 }
+            Bucket {
+                entity: "me".into(),
+                project: "p".into(),
+                history_line_count: 7
+            }
         );
         let err = json!({"errors": [{"message": "permission denied"}]});
         assert_eq!(parse_bucket(&err).unwrap_err(), "permission denied");
@@ -146,13 +155,20 @@ mod tests {
         let reply = json!({"data": {"createRunFiles": {"runID": "x",
             "uploadHeaders": ["X-Token: t"], "files": [{"name": "a.png", "uploadUrl": "http://u/a"}]}}});
         let urls = parse_upload_urls(&reply).unwrap();
-        assert_eq!(urls.files, [("a.png".to_string(), "http://u/a".to_string())]);
+        assert_eq!(
+            urls.files,
+            [("a.png".to_string(), "http://u/a".to_string())]
+        );
         assert_eq!(urls.headers, [("X-Token".to_string(), "t".to_string())]);
     }
 
     #[test]
     fn upsert_sends_config_as_a_json_string() {
-        let ident = RunIdent { run_id: "r".into(), project: "p".into(), ..RunIdent::default() };
+        let ident = RunIdent {
+            run_id: "r".into(),
+            project: "p".into(),
+            ..RunIdent::default()
+        };
         let body = upsert_bucket(&ident, "{\"lr\":{\"value\":0.1}}");
         assert_eq!(body["variables"]["config"], "{\"lr\":{\"value\":0.1}}");
         assert_eq!(body["variables"]["entity"], Value::Null);

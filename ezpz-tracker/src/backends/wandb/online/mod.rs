@@ -55,7 +55,10 @@ impl std::fmt::Debug for Endpoint {
 #[derive(Debug)]
 enum Failure {
     /// Worth another try (after `after`, when the server said so).
-    Retry { why: String, after: Option<Duration> },
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
     /// Trying again will not help.
     Fatal(String),
 }
@@ -261,7 +264,10 @@ impl OnlineRun {
             let body = graphql::upsert_bucket(&self.ident, &self.config);
             let reply = self.graphql(&body, timeout)?;
             let bucket = graphql::parse_bucket(&reply).map_err(|e| {
-                Failure::Fatal(format!("W&B refused to create run `{}`: {e}", self.ident.run_id))
+                Failure::Fatal(format!(
+                    "W&B refused to create run `{}`: {e}",
+                    self.ident.run_id
+                ))
             })?;
             if self.bucket.is_none() {
                 // A resumed run (same `WANDB_RUN_ID`) continues after the server's lines.
@@ -279,7 +285,10 @@ impl OnlineRun {
         if stream_due && (finishing || !self.stream.is_empty()) {
             let batch = self.stream.next_batch(exit_code);
             let url = {
-                let b = self.bucket.as_ref().ok_or_else(|| Failure::Fatal("no run".into()))?;
+                let b = self
+                    .bucket
+                    .as_ref()
+                    .ok_or_else(|| Failure::Fatal("no run".into()))?;
                 format!(
                     "{}/files/{}/{}/{}/file_stream",
                     self.endpoint.base_url, b.entity, b.project, self.ident.run_id
