@@ -382,7 +382,7 @@ fn online_run_delivers_what_wandb_sync_of_its_own_log_delivers() {
     for (s, (x, y)) in a.iter().zip(b).enumerate() {
         assert!(same(x, y), "line {s}: sync gave {x}, online gave {y}");
     }
-    for key in METRICS.iter().chain(["_step", "preds"].iter()) {
+    for key in METRICS.iter().chain(["_step", "preds", "_wandb"].iter()) {
         let (x, y) = (&synced["summary"][*key], &got["summary"][*key]);
         assert!(
             !x.is_null() && same(x, y),

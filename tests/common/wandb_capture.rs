@@ -103,7 +103,10 @@ pub fn wandb_cli(python: &Path) -> PathBuf {
 fn run_cli(python: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let home = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::new(wandb_cli(python));
+    // The CLI writes its debug logs under `./wandb`: keep them out of the repository.
     cmd.args(args)
+        .current_dir(home.path())
+        .env("WANDB_DIR", home.path())
         .env("WANDB_CONFIG_DIR", home.path())
         .env("WANDB_CACHE_DIR", home.path())
         .env_remove("WANDB_MODE")

@@ -1,14 +1,14 @@
 //! `WandbBackend`: Weights & Biases runs without the Python client.
 //!
 //! Every run writes W&B's own transaction log, `<outdir>/wandb/offline-run-<stamp>-<id>/
-//! run-<id>.wandb` (`run-<stamp>-<id>/` online): a LevelDB-style log ([`log`]) of protobuf
-//! records ([`proto`]) — the run first, then history rows, config and summary updates, files,
+//! run-<id>.wandb` (`run-<stamp>-<id>/` online): a LevelDB-style log (`log.rs`) of protobuf
+//! records (`proto.rs`) — the run first, then history rows, config and summary updates, files,
 //! and the exit. `wandb sync <dir>` uploads it; `wandb leet inspect` reads it.
 //!
 //! - **offline** (`WANDB_MODE=offline`, or `dryrun`): only the log; the `wandb sync` command
 //!   is printed at finish and returned by `run_info()`.
 //! - **online** (an API key from `WANDB_API_KEY` or `~/.netrc`): the log, plus streaming to
-//!   `WANDB_BASE_URL` from the worker thread ([`online`]). A server that is lost for good
+//!   `WANDB_BASE_URL` from the worker thread (`online/`). A server that is lost for good
 //!   leaves the complete log for `wandb sync`.
 //! - **disabled** (`WANDB_MODE=disabled`, any `WANDB_DISABLED`): nothing.
 //!
@@ -509,13 +509,10 @@ impl Backend for WandbBackend {
             a.write_row(step, now(), Row::default())?;
         }
         let runtime = now() - a.ident.start_time;
-        let summary_changed = a.run.summary_dirty();
         a.run.exit(status.exit_code(), runtime)?;
         let deadline = Instant::now() + a.finish_timeout;
         if let Some(o) = &mut a.online {
-            if summary_changed {
-                o.set_summary(a.run.summary_json());
-            }
+            o.set_summary(a.run.summary_json());
             let _ = o.finish(status.exit_code(), deadline);
             a.check_lost();
         } else {

@@ -241,20 +241,19 @@ impl RunLog {
     /// # Errors
     /// The write failed.
     pub fn flush(&mut self) -> Result<()> {
-        self.write_summary(Vec::new())?;
+        self.write_summary()?;
         self.log.flush()
     }
 
-    fn write_summary(&mut self, mut extra: Vec<Item>) -> Result<()> {
-        if self.dirty.is_empty() && extra.is_empty() {
+    fn write_summary(&mut self) -> Result<()> {
+        if self.dirty.is_empty() {
             return Ok(());
         }
-        let mut update: Vec<Item> = self
+        let update: Vec<Item> = self
             .dirty
             .drain(..)
             .map(|i| Item::new(self.summary[i].0.clone(), self.summary[i].1.clone()))
             .collect();
-        update.append(&mut extra);
         self.append(Record {
             summary: Some(Updates { update }),
             ..Record::default()
@@ -268,11 +267,9 @@ impl RunLog {
     /// The write failed.
     pub fn exit(&mut self, exit_code: i32, runtime: f64) -> Result<()> {
         let secs = runtime.max(0.0).round() as i32;
-        let wandb_runtime = Item {
-            nested_key: vec!["_wandb".into(), "runtime".into()],
-            value_json: secs.to_string(),
-        };
-        self.write_summary(vec![wandb_runtime])?;
+        // W&B shows the run's duration from `_wandb.runtime`.
+        self.set_summary("_wandb", &format!("{{\"runtime\":{secs}}}"));
+        self.write_summary()?;
         self.append(Record {
             exit: Some(RunExitRecord {
                 exit_code,
