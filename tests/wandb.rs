@@ -556,3 +556,129 @@ fn disabled_mode_writes_nothing() {
     assert_eq!(summary.backends[0].run_info, None);
     assert!(!dir.path().join("wandb").exists());
 }
+
+/// Runs the quickstart example with `envs` (W&B only), returning its stderr.
+fn run_quickstart(outdir: &Path, steps: u64, envs: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new(common::example_bin("quickstart"));
+    cmd.args(["--steps", &steps.to_string(), "--outdir"])
+        .arg(outdir)
+        .env("EZPZ_TRACKER_BACKENDS", "wandb");
+    for var in ezpz_tracker::env::RANK_VARS.iter().chain(&[
+        "WANDB_API_KEY",
+        "WANDB_DISABLED",
+        "WANDB_RUN_ID",
+        "WANDB_BASE_URL",
+    ]) {
+        cmd.env_remove(var);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// The quickstart's rows `0..steps` carry its ten scalars exactly; the last row holds its
+/// table, image and histogram.
+fn assert_quickstart_rows(rows: &[Json], steps: u64) {
+    assert_eq!(
+        rows.len() as u64,
+        steps + 1,
+        "every step, then the media row"
+    );
+    for (step, row) in rows.iter().take(steps as usize).enumerate() {
+        for (key, want) in common::quickstart_scalars(step as u64) {
+            assert_eq!(
+                row[key].as_f64(),
+                Some(want),
+                "`{key}` at step {step}: {row}"
+            );
+        }
+        assert_eq!(row["_step"].as_u64(), Some(step as u64));
+    }
+    let media = &rows[steps as usize];
+    assert_eq!(media["predictions"]["_type"], "table-file", "{media}");
+    assert_eq!(media["samples"]["_type"], "image-file");
+    assert_eq!(media["weights"]["_type"], "histogram");
+}
+
+/// The definition of done: the quickstart with `WANDB_MODE=offline` writes a run
+/// that `wandb leet inspect` and `wandb sync` accept with all N steps of all ten metrics, and
+/// online mode delivers the same to the capture server.
+#[test]
+fn quickstart_offline_and_online_deliver_every_step_of_its_ten_metrics() {
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
+    let n = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = run_quickstart(&dir.path().join("off"), n, &[("WANDB_MODE", "offline")]);
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("off/wandb"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run_dir = &runs[0];
+    assert!(
+        stderr.contains(&format!("wandb sync {}", run_dir.display())),
+        "the sync command is printed: {stderr}"
+    );
+    let records = leet_records(&py, run_dir);
+    let rows: Vec<Json> = leet_history(&records)
+        .into_iter()
+        .map(|(_, item)| item)
+        .collect();
+    assert_quickstart_rows(&rows, n);
+    let summary = leet_summary(&py, run_dir);
+    assert_eq!(
+        (summary["state"].as_str(), summary["exit_code"].as_i64()),
+        (Some("finished"), Some(0))
+    );
+    assert_eq!(summary["config"]["optimizer"]["name"], "adamw");
+    let id = summary["run_id"].as_str().unwrap().to_string();
+
+    let server = CaptureServer::start(&py, &[]);
+    sync(&py, &server, run_dir, &[]);
+    let synced = server.run(&id);
+    assert_quickstart_rows(synced["history"].as_array().unwrap(), n);
+    assert_eq!(synced["complete"], true);
+
+    let live = CaptureServer::start(&py, &[]);
+    run_quickstart(
+        &dir.path().join("on"),
+        n,
+        &[
+            ("WANDB_MODE", "online"),
+            ("WANDB_BASE_URL", &live.url),
+            ("WANDB_API_KEY", DUMMY_API_KEY),
+        ],
+    );
+    let runs = live.state()["runs"].as_object().unwrap().clone();
+    assert_eq!(runs.len(), 1);
+    let online_id = runs.keys().next().unwrap().clone();
+    let online = live.run(&online_id);
+    assert_quickstart_rows(online["history"].as_array().unwrap(), n);
+    assert_eq!(
+        (online["complete"].as_bool(), online["exitcode"].as_i64()),
+        (Some(true), Some(0))
+    );
+    for (key, want) in common::quickstart_scalars(n - 1) {
+        assert_eq!(
+            online["summary"][key].as_f64(),
+            Some(want),
+            "summary `{key}`"
+        );
+        assert_eq!(
+            synced["summary"][key].as_f64(),
+            Some(want),
+            "synced summary `{key}`"
+        );
+    }
+    assert!(
+        online["files"]["artifacts/notes/notes.txt"].is_object(),
+        "{}",
+        online["files"]
+    );
+}
