@@ -557,7 +557,8 @@ fn disabled_mode_writes_nothing() {
     assert!(!dir.path().join("wandb").exists());
 }
 
-/// Runs the quickstart example with `envs` (W&B only), returning its stderr.
+/// Runs the quickstart example with `envs` (backends: W&B only unless `envs` says otherwise),
+/// returning its stderr.
 fn run_quickstart(outdir: &Path, steps: u64, envs: &[(&str, &str)]) -> String {
     let mut cmd = std::process::Command::new(common::example_bin("quickstart"));
     cmd.args(["--steps", &steps.to_string(), "--outdir"])
@@ -568,6 +569,7 @@ fn run_quickstart(outdir: &Path, steps: u64, envs: &[(&str, &str)]) -> String {
         "WANDB_DISABLED",
         "WANDB_RUN_ID",
         "WANDB_BASE_URL",
+        "WANDB_MODE",
     ]) {
         cmd.env_remove(var);
     }
@@ -681,4 +683,30 @@ fn quickstart_offline_and_online_deliver_every_step_of_its_ten_metrics() {
         "{}",
         online["files"]
     );
+}
+
+#[test]
+fn online_without_an_api_key_warns_once_and_the_other_backends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let outdir = dir.path().join("q");
+    let home = home.to_string_lossy().to_string();
+    let stderr = run_quickstart(
+        &outdir,
+        5,
+        &[("EZPZ_TRACKER_BACKENDS", "csv,wandb"), ("HOME", &home)],
+    );
+    assert_eq!(
+        stderr.matches("W&B is not logged in").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("WANDB_API_KEY") && stderr.contains("WANDB_MODE=offline"),
+        "the warning says how to log in or go offline: {stderr}"
+    );
+    let csv = std::fs::read_to_string(outdir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 6, "csv got every step");
+    assert!(!outdir.join("wandb").exists());
 }
