@@ -255,22 +255,7 @@ fn quickstart_with_tensorboard_backend_is_read_back_exactly() {
     };
     let got = read_with_tensorboard(&python, &logdir);
     // The quickstart's documented scalars.
-    let expected = |step: u64| -> [(&str, f64); 10] {
-        let s = step as f64;
-        let loss = 1.0 / (1.0 + s);
-        [
-            ("train/loss", loss),
-            ("train/acc", 1.0 - loss),
-            ("train/lr", 0.001),
-            ("train/step_sq", s * s),
-            ("train/m4", (s * 0.01).sin()),
-            ("train/m5", (s * 0.01).cos()),
-            ("train/m6", (1.0 + s).ln()),
-            ("train/m7", (1.0 + s).sqrt()),
-            ("train/m8", 1.0 / (1.0 + s * s)),
-            ("train/m9", (-s * 1e-3).exp()),
-        ]
-    };
+    let expected = common::quickstart_scalars;
     assert_eq!(got["tags"]["scalars"].as_array().unwrap().len(), 10);
     for (i, (key, _)) in expected(0).iter().enumerate() {
         let series = got["scalars"][key].as_array().unwrap();

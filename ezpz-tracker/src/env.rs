@@ -28,6 +28,22 @@ pub const WANDB_API_KEY: &str = "WANDB_API_KEY";
 pub const WANDB_MODE: &str = "WANDB_MODE";
 /// Any non-empty value disables W&B.
 pub const WANDB_DISABLED: &str = "WANDB_DISABLED";
+/// W&B server for online runs (default `https://api.wandb.ai`).
+pub const WANDB_BASE_URL: &str = "WANDB_BASE_URL";
+/// W&B team or user the run belongs to (default: the API key's own).
+pub const WANDB_ENTITY: &str = "WANDB_ENTITY";
+/// W&B run id; an existing one resumes that run online (history continues after it).
+pub const WANDB_RUN_ID: &str = "WANDB_RUN_ID";
+/// W&B display name of the run (default: the tracker's run name).
+pub const WANDB_NAME: &str = "WANDB_NAME";
+/// W&B tags, comma-separated.
+pub const WANDB_TAGS: &str = "WANDB_TAGS";
+/// W&B run notes.
+pub const WANDB_NOTES: &str = "WANDB_NOTES";
+/// W&B run group.
+pub const WANDB_RUN_GROUP: &str = "WANDB_RUN_GROUP";
+/// W&B job type.
+pub const WANDB_JOB_TYPE: &str = "WANDB_JOB_TYPE";
 
 /// Global rank, in order of precedence.
 pub const RANK_VARS: &[&str] = &[

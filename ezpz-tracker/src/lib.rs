@@ -36,6 +36,7 @@
 //! | `jsonl` | `metrics.jsonl` | one object per step ([`JsonlBackend`]) |
 //! | `memory` | nothing | a test double ([`MemoryBackend`]) |
 //! | `tensorboard` | `tensorboard/events.out.tfevents.<time>.<host>.<pid>.<n>` | scalars (one event per step), config and tables as text, images, histograms; open with `tensorboard --logdir <outdir>/tensorboard` (`TensorBoardBackend`, feature `tensorboard`) |
+//! | `wandb` | `wandb/offline-run-<stamp>-<id>/run-<id>.wandb` (+ `files/media/`); online also streams to the server | W&B's own transaction log, so `wandb sync` uploads it; `WANDB_MODE` `online`/`offline`/`disabled`/`shared`/`dryrun`; feature `wandb` ([`WandbBackend`]) |
 //!
 //! Default backends (nothing named anywhere): `csv`, `jsonl`, `tensorboard` where compiled
 //! in, plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when `WANDB_API_KEY` is
@@ -86,13 +87,17 @@
 //!
 //! Backends beyond CSV/JSONL/memory are features, on by default where they exist: see the
 //! workspace README. `tensorboard` (on) adds the TensorBoard backend (`prost`, `crc32c`).
+//! `wandb` (on) adds the W&B backend (`prost`, `crc32fast`, `sha2`, `reqwest` with rustls).
 //! `mpi` (off) adds cross-rank aggregation over MPI.
 //!
 //! ## Environment variables
 //!
 //! Every variable is a documented constant in [`env`](mod@env): `EZPZ_TRACKER_BACKENDS`,
 //! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
-//! the rank variables of MPI launchers and schedulers, and each backend's own.
+//! the rank variables of MPI launchers and schedulers, and each backend's own (W&B:
+//! `WANDB_MODE`, `WANDB_DISABLED`, `WANDB_API_KEY`, `WANDB_BASE_URL`, `WANDB_ENTITY`,
+//! `WANDB_RUN_ID`, `WANDB_NAME`, `WANDB_TAGS`, `WANDB_NOTES`, `WANDB_RUN_GROUP`,
+//! `WANDB_JOB_TYPE`).
 #![warn(missing_docs)]
 
 mod aggregate;
@@ -103,6 +108,8 @@ pub mod env;
 mod error;
 mod registry;
 pub mod report;
+#[cfg(feature = "wandb")]
+mod retry;
 mod setup;
 mod tracker;
 mod value;
@@ -118,6 +125,8 @@ pub use backends::jsonl::JsonlBackend;
 pub use backends::memory::{MemoryBackend, MemorySnapshot};
 #[cfg(feature = "tensorboard")]
 pub use backends::tensorboard::TensorBoardBackend;
+#[cfg(feature = "wandb")]
+pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
 pub use env::RankInfo;
 pub use error::{Error, Result};
 pub use registry::{register_backend, registered_backends, unregister_backend, Constructor};

@@ -5,6 +5,8 @@ pub mod backends;
 
 use std::path::PathBuf;
 
+pub mod wandb_capture;
+
 /// The Python of the pinned oracle venv (`EZPZ_TEST_PYTHON`, else `~/.cache/ezpz/venv`), when
 /// it has `module` importable.
 ///
@@ -69,4 +71,22 @@ pub fn example_bin(name: &str) -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The quickstart example's ten documented scalars at `step` (`examples/quickstart.rs`).
+pub fn quickstart_scalars(step: u64) -> [(&'static str, f64); 10] {
+    let s = step as f64;
+    let loss = 1.0 / (1.0 + s);
+    [
+        ("train/loss", loss),
+        ("train/acc", 1.0 - loss),
+        ("train/lr", 0.001),
+        ("train/step_sq", s * s),
+        ("train/m4", (s * 0.01).sin()),
+        ("train/m5", (s * 0.01).cos()),
+        ("train/m6", (1.0 + s).ln()),
+        ("train/m7", (1.0 + s).sqrt()),
+        ("train/m8", 1.0 / (1.0 + s * s)),
+        ("train/m9", (-s * 1e-3).exp()),
+    ]
 }

@@ -10,6 +10,8 @@ pub mod jsonl;
 pub mod memory;
 #[cfg(feature = "tensorboard")]
 pub mod tensorboard;
+#[cfg(feature = "wandb")]
+pub mod wandb;
 
 /// The built-in constructors, registered under these names.
 pub(crate) fn builtins() -> Vec<(&'static str, Constructor)> {
@@ -25,5 +27,7 @@ pub(crate) fn builtins() -> Vec<(&'static str, Constructor)> {
         "tensorboard",
         Arc::new(tensorboard::TensorBoardBackend::from_context),
     ));
+    #[cfg(feature = "wandb")]
+    list.push(("wandb", Arc::new(wandb::WandbBackend::from_context)));
     list
 }

@@ -1,0 +1,440 @@
+//! `WandbBackend`: Weights & Biases runs without the Python client.
+//!
+//! Every run writes W&B's own transaction log, `<outdir>/wandb/offline-run-<stamp>-<id>/
+//! run-<id>.wandb` (`run-<stamp>-<id>/` online): a LevelDB-style log (`log.rs`) of protobuf
+//! records (`proto.rs`) — the run first, then history rows, config and summary updates, files,
+//! and the exit. `wandb sync <dir>` uploads it; `wandb leet inspect` reads it.
+//!
+//! - **offline** (`WANDB_MODE=offline`, or `dryrun`): only the log; the `wandb sync` command
+//!   is printed at finish and returned by `run_info()`.
+//! - **online** (an API key from `WANDB_API_KEY` or `~/.netrc`): the log, plus streaming to
+//!   `WANDB_BASE_URL` from the worker thread (`online/`). A server that is lost for good
+//!   leaves the complete log for `wandb sync`.
+//! - **disabled** (`WANDB_MODE=disabled`, any `WANDB_DISABLED`): nothing.
+//!
+//! Steps: W&B drops rows whose step goes backwards; here such a row keeps the next free
+//! `_step` and carries the caller's step as a `step` key, with one warning.
+
+mod auth;
+mod history;
+mod log;
+mod media;
+mod mode;
+mod online;
+mod options;
+mod proto;
+mod run;
+mod system;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json};
+
+use crate::backend::{
+    Artifacts, Backend, BackendContext, HistogramRecord, ImageRecord, Record, RunInfo, RunStatus,
+    Table,
+};
+use crate::env::{self, var};
+use crate::{Error, Result};
+
+use self::history::{value_json, Row, Steps};
+use self::media::Media;
+use self::online::{Endpoint, OnlineRun};
+use self::run::{new_run_id, RunIdent, RunLog};
+
+pub use self::mode::{resolve_mode, WandbMode};
+pub use self::options::WandbOptions;
+
+/// The public W&B server (used when `WANDB_BASE_URL` is unset).
+pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
+/// How long an online server may keep failing before streaming stops (the log keeps all).
+pub const DEFAULT_OUTAGE_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// Writes W&B runs: always the local `.wandb` log, online also to the server. See the
+/// [module docs](self).
+#[derive(Debug)]
+pub struct WandbBackend {
+    active: Option<Box<Active>>,
+}
+
+#[derive(Debug)]
+struct Active {
+    mode: WandbMode,
+    ident: RunIdent,
+    run: RunLog,
+    steps: Steps,
+    rows: u64,
+    /// Media logged for the next row (W&B shows media at a step, like metrics).
+    pending_media: Vec<Media>,
+    pending_media_step: u64,
+    config: Map<String, Json>,
+    online: Option<OnlineRun>,
+    lost_warned: bool,
+    finish_timeout: Duration,
+    finished: bool,
+}
+
+impl WandbBackend {
+    /// A backend that does nothing (disabled mode, ranks other than 0, no credentials).
+    pub fn disabled() -> Self {
+        WandbBackend { active: None }
+    }
+
+    /// Starts a run: resolves the mode, creates the run directory and writes the `run`
+    /// record. No network here: an online run connects from the worker.
+    ///
+    /// Disabled mode, a rank other than 0, or online mode without an API key (one warning
+    /// saying how to log in or go offline) give a backend that does nothing.
+    ///
+    /// # Errors
+    /// An invalid mode name, or a run directory that cannot be written.
+    pub fn start(ctx: &BackendContext, opts: WandbOptions) -> Result<Self> {
+        if !ctx.rank.is_main() {
+            return Ok(Self::disabled());
+        }
+        let mode = resolve_mode(opts.mode.as_deref())?;
+        if mode == WandbMode::Disabled {
+            return Ok(Self::disabled());
+        }
+        let base_url = opts
+            .base_url
+            .clone()
+            .or_else(|| var(env::WANDB_BASE_URL))
+            .unwrap_or_else(|| DEFAULT_BASE_URL.into())
+            .trim_end_matches('/')
+            .to_string();
+        let endpoint = if mode.is_online() {
+            let Some(api_key) = opts.api_key.clone().or_else(|| auth::api_key(&base_url)) else {
+                tracing::warn!(
+                    "ezpz: W&B is not logged in, so the wandb backend is off for this run: set \
+                     {} (or run `wandb login`), or set {}=offline to write a run that `wandb \
+                     sync` uploads later",
+                    env::WANDB_API_KEY,
+                    env::WANDB_MODE
+                );
+                return Ok(Self::disabled());
+            };
+            Some(Endpoint {
+                base_url,
+                api_key,
+                outage_limit: opts.outage_limit.unwrap_or(DEFAULT_OUTAGE_LIMIT),
+            })
+        } else {
+            None
+        };
+        let ident = RunIdent {
+            run_id: opts
+                .run_id
+                .or_else(|| var(env::WANDB_RUN_ID))
+                .unwrap_or_else(new_run_id),
+            project: opts.project.unwrap_or_else(|| ctx.project.clone()),
+            entity: opts.entity.or_else(|| var(env::WANDB_ENTITY)),
+            display_name: opts
+                .display_name
+                .or_else(|| var(env::WANDB_NAME))
+                .unwrap_or_else(|| ctx.run_name.clone()),
+            tags: opts.tags.unwrap_or_else(|| {
+                var(env::WANDB_TAGS)
+                    .map(|t| {
+                        t.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }),
+            notes: opts.notes.or_else(|| var(env::WANDB_NOTES)),
+            group: opts.group.or_else(|| var(env::WANDB_RUN_GROUP)),
+            job_type: opts.job_type.or_else(|| var(env::WANDB_JOB_TYPE)),
+            host: ctx.rank.hostname.clone(),
+            start_time: ctx.start_time,
+        };
+        // System fields first, the caller's configuration over them (at the top level).
+        let mut config = system::system_config(&ctx.rank, ctx.start_time);
+        if let Some(Json::Object(user)) = &ctx.config {
+            for (k, v) in user {
+                config.insert(k.clone(), v.clone());
+            }
+        }
+        let run = RunLog::create(&ctx.outdir, &ident, mode.is_online(), &config)?;
+        let online = endpoint.map(|ep| {
+            let mut o = OnlineRun::new(ep, ident.clone(), run.files_dir().to_path_buf());
+            o.set_config(wandb_config(&config));
+            o
+        });
+        let finish_timeout = opts.finish_timeout.unwrap_or_else(|| {
+            var(env::EZPZ_FINISH_TIMEOUT)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map_or(Duration::from_secs(24), |s| {
+                    Duration::from_secs_f64(s * 0.8)
+                })
+        });
+        Ok(WandbBackend {
+            active: Some(Box::new(Active {
+                mode,
+                ident,
+                run,
+                steps: Steps::default(),
+                rows: 0,
+                pending_media: Vec::new(),
+                pending_media_step: 0,
+                config,
+                online,
+                lost_warned: false,
+                finish_timeout,
+                finished: false,
+            })),
+        })
+    }
+
+    /// The registry constructor: [`start`](Self::start) with everything from the environment.
+    ///
+    /// # Errors
+    /// See [`start`](Self::start).
+    pub fn from_context(ctx: &BackendContext) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(Self::start(ctx, WandbOptions::new())?))
+    }
+
+    /// The mode the run uses (`None` when the backend does nothing).
+    pub fn mode(&self) -> Option<WandbMode> {
+        self.active.as_ref().map(|a| a.mode)
+    }
+
+    /// The run directory (what `wandb sync` takes).
+    pub fn run_dir(&self) -> Option<PathBuf> {
+        self.active.as_ref().map(|a| a.run.dir().to_path_buf())
+    }
+
+    fn live(&mut self) -> Option<&mut Active> {
+        self.active.as_deref_mut().filter(|a| !a.finished)
+    }
+}
+
+/// W&B's config JSON string: `{"key": {"value": v}}`.
+fn wandb_config(config: &Map<String, Json>) -> String {
+    let wrapped: Map<String, Json> = config
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::json!({ "value": v })))
+        .collect();
+    Json::Object(wrapped).to_string()
+}
+
+impl Active {
+    fn sync_command(&self) -> String {
+        let dir = self.run.dir().display();
+        if self.mode.is_online() {
+            // `wandb sync` skips run directories made online unless told otherwise.
+            format!("wandb sync --include-online {dir}")
+        } else {
+            format!("wandb sync {dir}")
+        }
+    }
+
+    /// Connects an online run before its first row, so a resumed run's steps continue
+    /// after the server's.
+    fn connect_early(&mut self) {
+        if self.rows > 0 {
+            return;
+        }
+        if let Some(o) = &mut self.online {
+            o.pump();
+            if let Some(n) = o.resumed_lines() {
+                if self.steps.next() < n {
+                    self.steps = Steps::starting_at(n);
+                }
+            }
+        }
+        self.check_lost();
+    }
+
+    fn check_lost(&mut self) {
+        let Some(why) = self.online.as_ref().and_then(|o| o.lost()) else {
+            return;
+        };
+        if !self.lost_warned {
+            self.lost_warned = true;
+            tracing::warn!(
+                "ezpz: W&B streaming stopped: {why}; nothing is lost: the run is complete in \
+                 `{}`; upload it with `{}`",
+                self.run.dir().display(),
+                self.sync_command()
+            );
+        }
+    }
+
+    fn write_row(&mut self, step: u64, timestamp: f64, mut row: Row) -> Result<()> {
+        for m in self.pending_media.drain(..) {
+            row.set(&m.key, m.json);
+        }
+        let (placed, moved) = self.steps.place(step);
+        if let Some(original) = moved {
+            row.set("step", original.to_string());
+        }
+        row.stamp(placed, timestamp, timestamp - self.ident.start_time);
+        self.run.history(&row)?;
+        self.rows += 1;
+        if let Some(o) = &mut self.online {
+            o.push_line(row.to_line());
+        }
+        Ok(())
+    }
+
+    fn add_media(&mut self, media: Media, step: u64) -> Result<()> {
+        self.run.files(&media.files)?;
+        if let Some(o) = &mut self.online {
+            o.upload(&media.files);
+        }
+        self.pending_media.retain(|m| m.key != media.key);
+        self.pending_media.push(media);
+        self.pending_media_step = step;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let summary_changed = self.run.summary_dirty();
+        self.run.flush()?;
+        if let Some(o) = &mut self.online {
+            if summary_changed {
+                o.set_summary(self.run.summary_json());
+            }
+            o.pump();
+        }
+        self.check_lost();
+        Ok(())
+    }
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Backend for WandbBackend {
+    fn name(&self) -> &str {
+        "wandb"
+    }
+
+    fn log(&mut self, record: &Record) -> Result<()> {
+        let Some(a) = self.live() else { return Ok(()) };
+        a.connect_early();
+        let mut row = Row::default();
+        for (k, v) in &record.metrics {
+            row.set(k, value_json(v));
+        }
+        a.write_row(record.step, record.timestamp, row)
+    }
+
+    fn log_config(&mut self, config: &Json) -> Result<()> {
+        let Some(a) = self.live() else { return Ok(()) };
+        let Json::Object(update) = config else {
+            return Ok(());
+        };
+        let changed: Map<String, Json> = update
+            .iter()
+            .filter(|(k, v)| a.config.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        for (k, v) in &changed {
+            a.config.insert(k.clone(), v.clone());
+        }
+        a.run.config(changed.iter())?;
+        if let Some(o) = &mut a.online {
+            o.set_config(wandb_config(&a.config));
+        }
+        a.connect_early();
+        Ok(())
+    }
+
+    fn log_table(&mut self, table: &Table) -> Result<()> {
+        let Some(a) = self.live() else { return Ok(()) };
+        let m = media::table(a.run.files_dir(), table)?;
+        a.add_media(m, table.step)
+    }
+
+    fn log_image(&mut self, image: &ImageRecord) -> Result<()> {
+        let Some(a) = self.live() else { return Ok(()) };
+        let encoded = image.encode_png()?;
+        let m = media::image(
+            a.run.files_dir(),
+            &image.key,
+            image.step,
+            &encoded,
+            image.caption.as_deref(),
+        )?;
+        a.add_media(m, image.step)
+    }
+
+    fn log_histogram(&mut self, histogram: &HistogramRecord) -> Result<()> {
+        let Some(a) = self.live() else { return Ok(()) };
+        match media::histogram(&histogram.key, &histogram.values) {
+            Some(m) => a.add_media(m, histogram.step),
+            None => Err(Error::Invalid {
+                what: "histogram",
+                message: format!("`{}` has no finite values; not logged", histogram.key),
+            }),
+        }
+    }
+
+    fn log_artifacts(&mut self, artifacts: &Artifacts) -> Result<()> {
+        let Some(a) = self.live() else { return Ok(()) };
+        let (files, result) = media::artifacts(a.run.files_dir(), artifacts);
+        a.run.files(&files)?;
+        if let Some(o) = &mut a.online {
+            o.upload(&files);
+        }
+        result
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self.live() {
+            Some(a) => a.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(&mut self, status: RunStatus) -> Result<()> {
+        let Some(a) = self.live() else { return Ok(()) };
+        a.finished = true;
+        if !a.pending_media.is_empty() {
+            let step = a.pending_media_step;
+            a.write_row(step, now(), Row::default())?;
+        }
+        let runtime = now() - a.ident.start_time;
+        a.run.exit(status.exit_code(), runtime)?;
+        let deadline = Instant::now() + a.finish_timeout;
+        if let Some(o) = &mut a.online {
+            o.set_summary(a.run.summary_json());
+            let _ = o.finish(status.exit_code(), deadline);
+            a.check_lost();
+        } else {
+            // W&B's own client prints this at the end of an offline run.
+            eprintln!(
+                "wandb: the run is saved offline in {}\nwandb: upload it with: {}",
+                a.run.dir().display(),
+                a.sync_command()
+            );
+        }
+        Ok(())
+    }
+
+    fn run_info(&self) -> Option<RunInfo> {
+        let a = self.active.as_ref()?;
+        let online = a.online.as_ref();
+        let needs_sync =
+            online.is_none_or(|o| o.lost().is_some() || (a.finished && !o.is_complete()));
+        Some(RunInfo {
+            id: Some(a.ident.run_id.clone()),
+            url: online.and_then(|o| o.url()),
+            path: Some(a.run.dir().to_path_buf()),
+            command: needs_sync.then(|| a.sync_command()),
+        })
+    }
+}
