@@ -111,6 +111,7 @@ pub mod report;
 #[cfg(feature = "wandb")]
 mod retry;
 mod setup;
+mod summary;
 mod tracker;
 mod value;
 mod worker;
