@@ -228,6 +228,9 @@ pub struct BackendContext {
     pub start_time: f64,
     /// The configuration given at setup, if any.
     pub config: Option<serde_json::Value>,
+    /// The tracker's cap on `flush` and `finish` (`EZPZ_FINISH_TIMEOUT`): a backend that
+    /// waits on a network gives up a little before it, so the tracker hears why.
+    pub finish_timeout: std::time::Duration,
 }
 
 /// A destination for tracked data.

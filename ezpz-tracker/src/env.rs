@@ -21,6 +21,30 @@ pub const WANDB_PROJECT: &str = "WANDB_PROJECT";
 pub const WB_PROJECT_NAME: &str = "WB_PROJECT_NAME";
 /// MLflow server; when set, `mlflow` joins the default backends.
 pub const MLFLOW_TRACKING_URI: &str = "MLFLOW_TRACKING_URI";
+/// MLflow experiment name; wins over the project name.
+pub const MLFLOW_EXPERIMENT_NAME: &str = "MLFLOW_EXPERIMENT_NAME";
+/// MLflow experiment id to log into (skips the lookup by name).
+pub const MLFLOW_EXPERIMENT_ID: &str = "MLFLOW_EXPERIMENT_ID";
+/// An existing MLflow run to attach to instead of creating one.
+pub const MLFLOW_RUN_ID: &str = "MLFLOW_RUN_ID";
+/// MLflow basic-auth user name (with [`MLFLOW_TRACKING_PASSWORD`]).
+pub const MLFLOW_TRACKING_USERNAME: &str = "MLFLOW_TRACKING_USERNAME";
+/// MLflow basic-auth password (with [`MLFLOW_TRACKING_USERNAME`]).
+pub const MLFLOW_TRACKING_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
+/// MLflow bearer token (used when no user name and password are set).
+pub const MLFLOW_TRACKING_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
+/// API key sent as `X-Api-Key` to MLflow when neither basic auth nor a token is set.
+pub const AMSC_API_KEY: &str = "AMSC_API_KEY";
+/// Older spelling of [`AMSC_API_KEY`], read when that one is unset.
+pub const AM_SC_API_KEY: &str = "AM_SC_API_KEY";
+/// `true`/`1`/`yes`: do not verify the MLflow server's TLS certificate.
+pub const MLFLOW_TRACKING_INSECURE_TLS: &str = "MLFLOW_TRACKING_INSECURE_TLS";
+/// A PEM file of CA certificates to trust for the MLflow server.
+pub const MLFLOW_TRACKING_SERVER_CERT_PATH: &str = "MLFLOW_TRACKING_SERVER_CERT_PATH";
+/// Seconds one MLflow request may take (default 120, as MLflow's client).
+pub const MLFLOW_HTTP_REQUEST_TIMEOUT: &str = "MLFLOW_HTTP_REQUEST_TIMEOUT";
+/// The user name recorded with a run, in order of precedence.
+pub const USER_VARS: &[&str] = &["USER", "LOGNAME", "USERNAME"];
 /// W&B API key; when set, `wandb` joins the default backends.
 pub const WANDB_API_KEY: &str = "WANDB_API_KEY";
 /// W&B mode (`online`, `offline`, `disabled`, `shared`, `dryrun` = offline); `offline` adds

@@ -37,6 +37,7 @@
 //! | `memory` | nothing | a test double ([`MemoryBackend`]) |
 //! | `tensorboard` | `tensorboard/events.out.tfevents.<time>.<host>.<pid>.<n>` | scalars (one event per step), config and tables as text, images, histograms; open with `tensorboard --logdir <outdir>/tensorboard` (`TensorBoardBackend`, feature `tensorboard`) |
 //! | `wandb` | `wandb/offline-run-<stamp>-<id>/run-<id>.wandb` (+ `files/media/`); online also streams to the server | W&B's own transaction log, so `wandb sync` uploads it; `WANDB_MODE` `online`/`offline`/`disabled`/`shared`/`dryrun`; feature `wandb` ([`WandbBackend`]) |
+//! | `mlflow` | an MLflow run over REST: metrics, params (`config.*`, `ezpz.*`), tags, tables/images/files as artifacts | feature `mlflow` (default); `MLFLOW_TRACKING_URI`; a durable spool under `<outdir>/spool/mlflow/`, replayed by `ezpz sync <outdir>` ([`MlflowBackend`]) |
 //!
 //! Default backends (nothing named anywhere): `csv`, `jsonl`, `tensorboard` where compiled
 //! in, plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when `WANDB_API_KEY` is
@@ -44,6 +45,17 @@
 //! methods) and is attached with [`TrackerBuilder::add_backend`] or registered by name with
 //! [`register_backend`].
 //!
+//! ### MLflow
+//!
+//! The `mlflow` backend talks to a tracking server's REST API from its own threads. Every
+//! request is appended to a spool in the run's output directory before it is sent and leaves
+//! it only once the server acknowledged it, so a server that is down at start, restarts, or
+//! answers 5xx never costs a point, and a retried request is never stored twice. `finish`
+//! waits at most `EZPZ_FINISH_TIMEOUT`; what is left stays in the spool, and
+//! `ezpz sync <outdir>` (the `ezpz` binary of this crate) delivers it into the same run, also
+//! after a `kill -9`. Settings in code: [`MlflowOptions`]; credentials as MLflow's client
+//! (`MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`) or `AMSC_API_KEY`,
+//! loaded from `~/.amsc.env` and the project's `.env`.
 //! ## End-of-run report
 //!
 //! At [`Tracker::finish`] on rank 0, when the `jsonl` backend is attached, the tracker reads
@@ -88,6 +100,7 @@
 //! Backends beyond CSV/JSONL/memory are features, on by default where they exist: see the
 //! workspace README. `tensorboard` (on) adds the TensorBoard backend (`prost`, `crc32c`).
 //! `wandb` (on) adds the W&B backend (`prost`, `crc32fast`, `sha2`, `reqwest` with rustls).
+//! `mlflow` (on) adds the MLflow backend and `ezpz sync` (`reqwest` with rustls).
 //! `mpi` (off) adds cross-rank aggregation over MPI.
 //!
 //! ## Environment variables
@@ -97,7 +110,10 @@
 //! the rank variables of MPI launchers and schedulers, and each backend's own (W&B:
 //! `WANDB_MODE`, `WANDB_DISABLED`, `WANDB_API_KEY`, `WANDB_BASE_URL`, `WANDB_ENTITY`,
 //! `WANDB_RUN_ID`, `WANDB_NAME`, `WANDB_TAGS`, `WANDB_NOTES`, `WANDB_RUN_GROUP`,
-//! `WANDB_JOB_TYPE`).
+//! `WANDB_JOB_TYPE`; MLflow: `MLFLOW_TRACKING_URI`, `MLFLOW_EXPERIMENT_NAME`,
+//! `MLFLOW_EXPERIMENT_ID`, `MLFLOW_RUN_ID`, the credential variables above,
+//! `MLFLOW_TRACKING_INSECURE_TLS`, `MLFLOW_TRACKING_SERVER_CERT_PATH`,
+//! `MLFLOW_HTTP_REQUEST_TIMEOUT`).
 #![warn(missing_docs)]
 
 mod aggregate;
@@ -108,10 +124,12 @@ pub mod env;
 mod error;
 mod registry;
 pub mod report;
-#[cfg(feature = "wandb")]
+#[cfg(any(feature = "wandb", feature = "mlflow"))]
 mod retry;
 mod setup;
+pub mod spool;
 mod summary;
+pub mod sync;
 mod tracker;
 mod value;
 mod worker;
@@ -124,6 +142,8 @@ pub use backend::{
 pub use backends::csv::CsvBackend;
 pub use backends::jsonl::JsonlBackend;
 pub use backends::memory::{MemoryBackend, MemorySnapshot};
+#[cfg(feature = "mlflow")]
+pub use backends::mlflow::{MlflowBackend, MlflowOptions};
 #[cfg(feature = "tensorboard")]
 pub use backends::tensorboard::TensorBoardBackend;
 #[cfg(feature = "wandb")]

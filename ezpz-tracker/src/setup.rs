@@ -258,6 +258,7 @@ impl TrackerBuilder {
                 run_name: run_name.clone(),
                 start_time,
                 config: self.config.clone(),
+                finish_timeout,
             };
             backends = construct(&names, &ctx, strictness)?;
             if !names.is_empty() && outdir.is_dir() {

@@ -90,3 +90,59 @@ pub fn quickstart_scalars(step: u64) -> [(&'static str, f64); 10] {
         ("train/m9", (-s * 1e-3).exp()),
     ]
 }
+
+pub mod fault_proxy;
+pub mod mlflow_rest;
+pub mod mlflow_server;
+pub mod warnings;
+
+/// The `ezpz` command-line tool, built on demand (`cargo build -p ezpz-tracker --bin ezpz`:
+/// a root test cannot name another package's binary otherwise).
+pub fn ezpz_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "ezpz-tracker",
+                "--bin",
+                "ezpz",
+                "--message-format=json",
+            ])
+            .current_dir(repo_root())
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "building `ezpz` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"]["name"] == "ezpz")
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the `ezpz` executable")
+    })
+    .clone()
+}
+
+/// Runs `ezpz sync <outdir>`; returns (success, stdout + stderr).
+pub fn ezpz_sync(outdir: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(ezpz_binary())
+        .arg("sync")
+        .arg(outdir)
+        .args(extra)
+        .output()
+        .expect("run ezpz sync");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+pub mod tracker_child;

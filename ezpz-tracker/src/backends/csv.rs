@@ -151,6 +151,18 @@ impl CsvBackend {
 }
 
 /// Appends one CSV row (RFC 4180 quoting) to `out`.
+/// A table as CSV bytes: the header, then one line per row (shared with the remote backends
+/// that upload tables as files).
+pub(crate) fn table_to_csv(table: &Table) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_csv_row(&mut out, &table.columns);
+    for row in &table.rows {
+        let cells: Vec<String> = row.iter().map(Value::to_string).collect();
+        write_csv_row(&mut out, &cells);
+    }
+    out
+}
+
 fn write_csv_row<S: AsRef<str>>(out: &mut Vec<u8>, cells: &[S]) {
     for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
@@ -239,13 +251,7 @@ impl Backend for CsvBackend {
 
     fn log_table(&mut self, table: &Table) -> Result<()> {
         let path = self.dir.join(format!("{}.csv", file_stem(&table.key)));
-        let mut out = Vec::new();
-        write_csv_row(&mut out, &table.columns);
-        for row in &table.rows {
-            let cells: Vec<String> = row.iter().map(Value::to_string).collect();
-            write_csv_row(&mut out, &cells);
-        }
-        write_atomic(&path, &out)
+        write_atomic(&path, &table_to_csv(table))
     }
 
     fn log_image(&mut self, image: &ImageRecord) -> Result<()> {

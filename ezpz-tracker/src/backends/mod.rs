@@ -8,6 +8,8 @@ pub(crate) mod appender;
 pub mod csv;
 pub mod jsonl;
 pub mod memory;
+#[cfg(feature = "mlflow")]
+pub mod mlflow;
 #[cfg(feature = "tensorboard")]
 pub mod tensorboard;
 #[cfg(feature = "wandb")]
@@ -29,5 +31,7 @@ pub(crate) fn builtins() -> Vec<(&'static str, Constructor)> {
     ));
     #[cfg(feature = "wandb")]
     list.push(("wandb", Arc::new(wandb::WandbBackend::from_context)));
+    #[cfg(feature = "mlflow")]
+    list.push(("mlflow", Arc::new(mlflow::MlflowBackend::from_context)));
     list
 }

@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! ezpz report <outdir>    rebuild report.md and plots/ from <outdir>/metrics.jsonl
+//! ezpz sync <outdir>      deliver what a run left in its spool (MLflow) into the same run
 //! ezpz --help             list the commands
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use ezpz_tracker::report::{build_report, ReportOptions, REPORT_MD};
+use ezpz_tracker::sync::{sync, SyncOptions};
 
 const HELP: &str = "\
 ezpz: tools for runs written by ezpz-tracker
@@ -18,6 +21,8 @@ Usage: ezpz <command> [args]
 Commands:
   report <outdir>   Rebuild report.md, plots/*.png (and run_info.json when missing)
                     from <outdir>/metrics.jsonl
+  sync <outdir>     Deliver what a run left undelivered in <outdir>/spool/ (its finish
+                    timed out, or the process was killed) into the same run
   help              Show this help
 
 Options:
@@ -36,6 +41,21 @@ Options:
   --max-points N    plot buckets per metric (default 1000)
   --max-plots N     plots drawn at most (default 200)
   -h, --help        show this help
+";
+
+const SYNC_HELP: &str = "\
+Usage: ezpz sync <outdir> [--tracking-uri URI] [--timeout SECONDS]
+
+Delivers every spool under <outdir>/spool/ into the run it belongs to (creating the run if
+the server never saw it), then deletes it. A spool without a final status belongs to a
+process that died (kill -9): its data is delivered and the run is marked KILLED.
+Exit status 1 when something is left (run it again later).
+
+Options:
+  --tracking-uri URI  the server, if it moved or its URI carries credentials (the spool
+                      keeps the URI without them)
+  --timeout SECONDS   how long to retry a server that does not answer (default 60)
+  -h, --help          show this help
 ";
 
 /// A usage error: the message and the help text to show with it.
@@ -88,6 +108,80 @@ fn report(args: impl Iterator<Item = String>) -> Result<ExitCode, Usage> {
     }
 }
 
+fn sync_command(args: impl Iterator<Item = String>) -> Result<ExitCode, Usage> {
+    let mut args = args;
+    let mut outdir: Option<PathBuf> = None;
+    let mut options = SyncOptions::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{SYNC_HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            "--tracking-uri" => {
+                let uri = args
+                    .next()
+                    .ok_or_else(|| Usage("--tracking-uri needs a value".into(), SYNC_HELP))?;
+                options.tracking_uri = Some(uri);
+            }
+            "--timeout" => {
+                options.timeout = args
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        Usage("--timeout needs a number of seconds".into(), SYNC_HELP)
+                    })?;
+            }
+            flag if flag.starts_with('-') => {
+                return Err(Usage(format!("unknown option `{flag}`"), SYNC_HELP))
+            }
+            _ if outdir.is_some() => {
+                return Err(Usage(format!("unexpected argument `{arg}`"), SYNC_HELP))
+            }
+            _ => outdir = Some(PathBuf::from(arg)),
+        }
+    }
+    let outdir = outdir.ok_or_else(|| Usage("missing <outdir>".into(), SYNC_HELP))?;
+    let reports = match sync(&outdir, &options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ezpz sync: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if reports.is_empty() {
+        println!("ezpz sync: nothing to deliver in {}", outdir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut complete = true;
+    for r in &reports {
+        let run = r.run_url.as_deref().unwrap_or("(run not created yet)");
+        if r.is_complete() {
+            println!(
+                "ezpz sync: {}: delivered {} request(s) to {run}",
+                r.backend, r.delivered
+            );
+        } else {
+            complete = false;
+            println!(
+                "ezpz sync: {}: delivered {}, {} left in {} ({}); run it again later",
+                r.backend,
+                r.delivered,
+                r.remaining,
+                r.spool.display(),
+                r.last_failure.as_deref().unwrap_or("no answer")
+            );
+        }
+    }
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn run() -> Result<ExitCode, Usage> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
@@ -101,6 +195,7 @@ fn run() -> Result<ExitCode, Usage> {
             Ok(ExitCode::SUCCESS)
         }
         Some("report") => report(args),
+        Some("sync") => sync_command(args),
         Some(other) => Err(Usage(format!("unknown command `{other}`"), HELP)),
     }
 }
