@@ -304,6 +304,9 @@ fn failed_status_then_attaching_to_the_same_run() {
     assert_exactly_once(&rest.history(&run_id, "x"), 0..20, |s| s as f64, "x");
     assert_eq!(rest.run(&run_id)["info"]["status"], "FINISHED");
     assert_eq!(rest.runs("attach").len(), 1);
+    // The first process's system params stay; the attached one does not fight over them.
+    assert!(rest.kv(&run_id, "params").contains_key("ezpz.timestamp"));
+    assert!(warnings::lines_with(&["ezpz.timestamp", "not logged"]).is_empty());
 }
 
 #[test]
@@ -425,4 +428,92 @@ fn environment_only_setup_in_a_separate_process() {
     assert!(child.finish().0);
     let run_id = rest.only_run("explicit-experiment");
     assert_eq!(rest.history(&run_id, "m0").len(), 3);
+}
+
+/// The definition of done: the quickstart with `--backends csv,mlflow` and
+/// `MLFLOW_TRACKING_URI` set lands every point of every metric in the server, plus its
+/// table, image and artifact.
+#[test]
+fn quickstart_with_mlflow_lands_every_point() {
+    let Some(server) = server() else { return };
+    let rest = Rest::new(&server.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q");
+    let steps = 500u64;
+    let mut cmd = std::process::Command::new(common::example_bin("quickstart"));
+    for var in ezpz_tracker::env::RANK_VARS {
+        cmd.env_remove(var);
+    }
+    let o = cmd
+        .args(["--steps", &steps.to_string(), "--backends", "csv,mlflow"])
+        .args(["--project", "ezpz.quickstart"])
+        .arg("--outdir")
+        .arg(&out)
+        .env("MLFLOW_TRACKING_URI", server.uri())
+        .env_remove("MLFLOW_EXPERIMENT_NAME")
+        .output()
+        .expect("run quickstart");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run_id = rest.only_run("ezpz-quickstart");
+    let names: Vec<&str> = common::quickstart_scalars(0)
+        .iter()
+        .map(|(k, _)| *k)
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(rest.metric_keys(&run_id), sorted);
+    for (i, key) in names.iter().enumerate() {
+        let history = rest.history(&run_id, key);
+        assert_exactly_once(
+            &history,
+            0..steps,
+            |s| common::quickstart_scalars(s)[i].1,
+            key,
+        );
+    }
+    let run = rest.run(&run_id);
+    assert_eq!(run["info"]["status"], "FINISHED");
+    assert_eq!(rest.kv(&run_id, "params")["config.optimizer.name"], "adamw");
+    let table =
+        String::from_utf8(rest.artifact(&run_id, &format!("tables/predictions_{steps}.csv")))
+            .unwrap();
+    assert!(table.starts_with("id,label,score\n0,cat,0.91\n"), "{table}");
+    let png = rest.artifact(&run_id, &format!("images/samples_{steps}.png"));
+    assert_eq!(
+        image::load_from_memory(&png)
+            .unwrap()
+            .to_rgb8()
+            .dimensions(),
+        (32, 24)
+    );
+    assert_eq!(
+        rest.artifact(&run_id, "notes/notes.txt"),
+        b"quickstart artifact\n"
+    );
+    assert!(!out.join("spool").exists());
+}
+
+/// Only rank 0 talks to the server: another rank creates no run, no spool, no thread.
+#[test]
+fn rank_one_creates_no_run() {
+    let Some(server) = server() else { return };
+    let rest = Rest::new(&server.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let options = MlflowOptions::new()
+        .tracking_uri(server.uri())
+        .experiment_name("rank-one");
+    register_backend("mlflow-rank-one", move |ctx| {
+        Ok(Box::new(MlflowBackend::new(ctx, options.clone())?))
+    });
+    let t = TrackerBuilder::new()
+        .backends("mlflow-rank-one")
+        .outdir(dir.path().join("r1"))
+        .rank(1)
+        .build()
+        .unwrap();
+    assert!(!t.is_enabled());
+    t.log([("x", 1.0)]);
+    t.finish().unwrap();
+    assert!(rest.runs("rank-one").is_empty());
+    assert!(!dir.path().join("r1").exists());
 }

@@ -72,20 +72,26 @@ pub fn sync(outdir: &Path, options: &SyncOptions) -> Result<Vec<SyncReport>> {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
+        // `mlflow`, or `mlflow-<stamp>` for data an earlier run in the same outdir left.
         let backend = name.split('-').next().unwrap_or_default();
-        match backend {
-            #[cfg(feature = "mlflow")]
-            "mlflow" => reports.push(crate::backends::mlflow::replay(&dir, options)?),
-            other => {
-                return Err(crate::Error::Invalid {
-                    what: "spool",
-                    message: format!(
-                        "`{}` belongs to backend `{other}`, which this build cannot replay",
-                        dir.display()
-                    ),
-                })
-            }
-        }
+        reports.push(replay(backend, &dir, options)?);
     }
     Ok(reports)
+}
+
+fn replay(backend: &str, dir: &Path, options: &SyncOptions) -> Result<SyncReport> {
+    match backend {
+        #[cfg(feature = "mlflow")]
+        "mlflow" => crate::backends::mlflow::replay(dir, options),
+        other => {
+            let _ = options;
+            Err(crate::Error::Invalid {
+                what: "spool",
+                message: format!(
+                    "`{}` belongs to backend `{other}`, which this build cannot replay",
+                    dir.display()
+                ),
+            })
+        }
+    }
 }

@@ -186,7 +186,11 @@ impl MlflowBackend {
             finished: false,
             undelivered: None,
         };
-        backend.log_params(system_params(ctx, &git))?;
+        // An attached run (`MLFLOW_RUN_ID`) keeps the system params of the process that
+        // created it: params are write-once, ours would only be refused.
+        if backend.meta.run_id.is_none() {
+            backend.log_params(system_params(ctx, &git))?;
+        }
         if let Some(config) = &ctx.config {
             backend.log_params(flatten(&serde_json::json!({ "config": config }), "."))?;
             backend.initial_config = Some(config.clone());
@@ -347,8 +351,9 @@ impl Backend for MlflowBackend {
             let Some(v) = value.as_f64() else {
                 if self.non_numeric.insert(key.clone()) {
                     tracing::warn!(
-                        "ezpz: mlflow: `{key}` has a non-numeric value (`{value}`); MLflow \
-                         metrics are numbers, so it is not sent (said once per key)"
+                        "ezpz: mlflow: `{key}` has a non-numeric value (`{}`); MLflow metrics \
+                         are numbers, so it is not sent (said once per key)",
+                        self.secrets.redact(&value.to_string())
                     );
                 }
                 continue;
