@@ -12,6 +12,7 @@ use super::auth::{strip_userinfo, Credentials, Secrets, Tls};
 use super::batch::{write_metric, BatchBuilder, Kind};
 use super::client::RestClient;
 use super::keys::{local_renames, KeyMapper};
+use super::options::MlflowOptions;
 use super::params::{system_params, GitInfo, ParamLog};
 use super::run::{end_body, new_run_uid, RunMeta};
 use super::sender::{lock, run_thread, Control, Delivery, OP_ARTIFACT, OP_END};
@@ -27,47 +28,6 @@ use crate::{Error, Result};
 
 /// Default cap on one HTTP request (MLflow's client uses the same).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Settings given in code; each one left unset falls back to its environment variable.
-#[derive(Debug, Clone, Default)]
-pub struct MlflowOptions {
-    tracking_uri: Option<String>,
-    experiment_name: Option<String>,
-    experiment_id: Option<String>,
-    run_id: Option<String>,
-}
-
-impl MlflowOptions {
-    /// Everything from the environment.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The tracking server (else `MLFLOW_TRACKING_URI`).
-    pub fn tracking_uri(mut self, uri: impl Into<String>) -> Self {
-        self.tracking_uri = Some(uri.into());
-        self
-    }
-
-    /// The experiment's name (else `MLFLOW_EXPERIMENT_NAME`, else the project name); dots
-    /// become hyphens.
-    pub fn experiment_name(mut self, name: impl Into<String>) -> Self {
-        self.experiment_name = Some(name.into());
-        self
-    }
-
-    /// An existing experiment's id (else `MLFLOW_EXPERIMENT_ID`); skips the lookup by name.
-    pub fn experiment_id(mut self, id: impl Into<String>) -> Self {
-        self.experiment_id = Some(id.into());
-        self
-    }
-
-    /// An existing run to log into (else `MLFLOW_RUN_ID`).
-    pub fn run_id(mut self, id: impl Into<String>) -> Self {
-        self.run_id = Some(id.into());
-        self
-    }
-}
 
 /// Logs to an MLflow tracking server over its REST API, never losing a point.
 ///

@@ -4,6 +4,7 @@
 //! | file | concern |
 //! |---|---|
 //! | `backend.rs` | [`MlflowBackend`]: records → spooled requests, finish |
+//! | `options.rs` | [`MlflowOptions`]: settings in code |
 //! | `sender.rs` | delivery: order, retries, acknowledgement, failure classes |
 //! | `client.rs` | the HTTP calls and how failures are classified |
 //! | `batch.rs` | `log-batch` bodies within the server's limits |
@@ -29,10 +30,12 @@ mod backend;
 mod batch;
 mod client;
 mod keys;
+mod options;
 mod params;
 mod replay;
 mod run;
 mod sender;
 
-pub use backend::{MlflowBackend, MlflowOptions};
+pub use backend::MlflowBackend;
+pub use options::MlflowOptions;
 pub(crate) use replay::replay;
