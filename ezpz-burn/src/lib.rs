@@ -1,4 +1,190 @@
 //! # ezpz-burn
 //!
-//! burn 0.22 integration for [`ezpz_tracker`].
+//! burn 0.22 integration for [`ezpz_tracker`]: burn's metrics and training progress go to a
+//! [`Tracker`](ezpz_tracker::Tracker) (CSV, JSONL, TensorBoard, MLflow, W&B, …) with one line
+//! on a `SupervisedTraining`, and [`watch`](Watch) logs parameter and gradient norms of any
+//! model on any device with three.
+//!
+//! ## Quick start
+//!
+//! The whole of `examples/learner.rs` (a two-layer MLP on a synthetic regression task); the
+//! lines marked `ezpz` are all it takes:
+//!
+//! ```no_run
+//! use burn::data::dataloader::{batcher::Batcher, DataLoaderBuilder};
+//! use burn::data::dataset::InMemDataset;
+//! use burn::nn::loss::{MseLoss, Reduction};
+//! use burn::nn::{Linear, LinearConfig, Relu};
+//! use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+//! use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+//! use burn::prelude::*;
+//! use burn::train::metric::LossMetric;
+//! use burn::train::{InferenceStep, Learner, RegressionOutput, SupervisedTraining};
+//! use burn::train::{TrainOutput, TrainStep};
+//! use ezpz_burn::{SupervisedTrainingExt, Watch};
+//! use ezpz_tracker::TrackerBuilder;
+//!
+//! #[derive(Module, Debug)]
+//! struct Mlp {
+//!     hidden: Linear,
+//!     out: Linear,
+//!     act: Relu,
+//! }
+//!
+//! #[derive(Clone, Debug)]
+//! struct Batch {
+//!     x: Tensor<2>,
+//!     y: Tensor<2>,
+//! }
+//!
+//! #[derive(Clone)]
+//! struct PointBatcher;
+//!
+//! impl Batcher<[f32; 3], Batch> for PointBatcher {
+//!     fn batch(&self, items: Vec<[f32; 3]>, device: &Device) -> Batch {
+//!         let n = items.len();
+//!         let x: Vec<f32> = items.iter().flat_map(|p| [p[0], p[1]]).collect();
+//!         let y: Vec<f32> = items.iter().map(|p| p[2]).collect();
+//!         Batch {
+//!             x: Tensor::from_data(TensorData::new(x, [n, 2]), device),
+//!             y: Tensor::from_data(TensorData::new(y, [n, 1]), device),
+//!         }
+//!     }
+//! }
+//!
+//! impl Mlp {
+//!     fn regression(&self, batch: Batch) -> RegressionOutput {
+//!         let out = self.out.forward(self.act.forward(self.hidden.forward(batch.x)));
+//!         let loss = MseLoss::new().forward(out.clone(), batch.y.clone(), Reduction::Mean);
+//!         RegressionOutput::new(loss, out, batch.y)
+//!     }
+//! }
+//!
+//! impl TrainStep for Mlp {
+//!     type Input = Batch;
+//!     type Output = RegressionOutput;
+//!     fn step(&self, batch: Batch) -> TrainOutput<RegressionOutput> {
+//!         let item = self.regression(batch);
+//!         TrainOutput::new(self, item.loss.backward(), item)
+//!     }
+//!     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
+//!         ezpz_burn::observe(&self, &grads);                       // ezpz: watch, line 2 of 3
+//!         optim.step(lr, self, grads)                              // ezpz: watch, line 3 of 3
+//!     }
+//! }
+//!
+//! impl InferenceStep for Mlp {
+//!     type Input = Batch;
+//!     type Output = RegressionOutput;
+//!     fn step(&self, batch: Batch) -> RegressionOutput {
+//!         self.regression(batch)
+//!     }
+//! }
+//!
+//! fn points(n: usize, seed: u64) -> Vec<[f32; 3]> {
+//!     // A deterministic cloud around y = 2·x0 − x1 + 0.5.
+//!     let mut state = seed;
+//!     let mut next = move || {
+//!         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+//!         (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+//!     };
+//!     (0..n)
+//!         .map(|_| {
+//!             let (a, b, noise) = (next(), next(), next());
+//!             [a, b, 2.0 * a - b + 0.5 + 0.05 * noise]
+//!         })
+//!         .collect()
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let outdir = std::path::Path::new("outputs/learner");
+//!     let device = Device::flex();
+//!     let tracker = TrackerBuilder::new().project("ezpz-burn-learner").outdir(outdir).build()?;
+//!     Watch::new(&tracker).log_freq(5).install();                 // ezpz: watch, line 1 of 3
+//!
+//!     let train = DataLoaderBuilder::new(PointBatcher).batch_size(16).shuffle(7)
+//!         .build(InMemDataset::new(points(256, 1)));
+//!     let valid = DataLoaderBuilder::new(PointBatcher).batch_size(16)
+//!         .build(InMemDataset::new(points(64, 2)));
+//!     let model = Mlp {
+//!         hidden: LinearConfig::new(2, 16).init(&device),
+//!         out: LinearConfig::new(16, 1).init(&device),
+//!         act: Relu::new(),
+//!     };
+//!     let result = SupervisedTraining::new(outdir.join("burn"), train, valid)
+//!         .metrics((LossMetric::new(),))
+//!         .num_epochs(2)
+//!         .with_ezpz(&tracker)                                     // ezpz: the one line
+//!         .launch(Learner::new(model, SgdConfig::new().init(), 0.05));
+//!     println!("{}", result.model);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `examples/learner.rs` adds argument parsing (`--outdir DIR --epochs N --device NAME`)
+//! around the same code: `cargo run --example learner -- --outdir /tmp/run --epochs 2`.
+//!
+//! ## What `with_ezpz` does
+//!
+//! [`with_ezpz`](SupervisedTrainingExt::with_ezpz) registers an [`EzpzMetricLogger`] and an
+//! [`EzpzProgressLogger`]; by default the tracker is finished once training has ended and
+//! burn has delivered its last metric ([`Attach::finish_at_end`]).
+//!
+//! | key | step | from |
+//! |---|---|---|
+//! | `train/<metric>`, `valid/<metric>` | batch count of that split, from 1, across epochs | every burn metric, per batch |
+//! | `train/epoch/<metric>`, `valid/epoch/<metric>` | epoch | burn's end-of-epoch value |
+//! | `train/progress`, `train/items_per_sec`, `epoch` (and `valid/…`) | batch count | progress logger |
+//! | `train/epoch/items_per_sec`, `train/epoch/duration_s` (and `valid/…`) | epoch | progress logger |
+//! | config `burn.total_epochs`, `burn.epochs_completed`, `burn.duration_s`, … | — | progress logger |
+//!
+//! `<metric>` is burn's metric name in lower case, other characters than letters, digits, `-`
+//! and `.` replaced by `_` ([`key_segment`]): `Loss` → `loss`, `Learning Rate` →
+//! `learning_rate`. burn's end-of-epoch call is not counted as a batch, so no step is added per
+//! epoch. burn reads metric history back for early stopping and metric-based checkpoints; the
+//! logger answers from memory, so it may be the only one. Registering any logger removes
+//! burn's default `FileMetricLogger`: [`Attach::keep_burn_files`] registers it again beside
+//! ours (needed for burn's `.summary()`).
+//!
+//! ## Watch
+//!
+//! ```no_run
+//! # fn example(tracker: &ezpz_tracker::Tracker) {
+//! ezpz_burn::Watch::new(tracker).log_freq(100).hist_freq(1000).install();
+//! # }
+//! ```
+//! then, in `impl TrainStep for Model`, the two-line `optimize` of the Quick start:
+//! [`observe`] before `optim.step(..)`. burn calls `optimize` with the final gradients (after
+//! accumulation), so the steps are optimizer steps. Each logged step reads all norms back
+//! from the device in one transfer. Keys: `params/norm/<path>`, `grads/norm/<path>`,
+//! `params/global_norm`, `grads/global_norm`, histograms `params/hist/<path>` and
+//! `grads/hist/<path>`, where `<path>` is the module path (`encoder.layers.0.mha.query.weight`).
+//! A parameter without gradient (frozen) has no `grads/…` entry. Without a learner, call
+//! [`Watch::observe`] after `backward`, or get the numbers with [`norms`].
+//!
+//! ## Cargo features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `ndarray` | burn's NdArray CPU backend (deprecated by burn 0.22; the test suite runs on it). [`cpu_device`] picks it when on, flex otherwise. |
+//! | `wgpu` | burn's wgpu backend (Vulkan, Metal, DX12); runs on Mesa's lavapipe without a GPU. |
+//! | `cuda` | burn's CUDA backend. Its build downloads LLVM, so it cannot be built offline. |
+//! | `mpi` | cross-rank aggregation and data parallelism over MPI. |
+//!
+//! burn's pure-Rust `flex` CPU backend is always built.
 #![warn(missing_docs)]
+
+mod attach;
+mod device;
+mod error;
+mod logger;
+mod progress;
+mod watch;
+
+pub use attach::{Attach, SupervisedTrainingExt};
+pub use device::{cpu_device, device_by_name, device_names};
+pub use error::{Error, Result};
+pub use logger::keys::{key_segment, split_prefix};
+pub use logger::EzpzMetricLogger;
+pub use progress::EzpzProgressLogger;
+pub use watch::{norms, observe, Norms, ParamNorm, Watch, DEFAULT_LOG_FREQ};

@@ -392,13 +392,29 @@ impl Tracker {
 
     /// Logs a histogram of `values` at the next step.
     pub fn log_histogram(&self, key: &str, values: impl Into<Arc<[f64]>>) {
+        self.log_histogram_at(self.next_step(), key, values);
+    }
+
+    /// Logs a histogram of `values` at an explicit step (for callers that keep their own
+    /// step, such as a training hook running beside other threads that log).
+    ///
+    /// ```
+    /// use ezpz_tracker::{MemoryBackend, TrackerBuilder};
+    /// let memory = MemoryBackend::new();
+    /// let tracker = TrackerBuilder::new().backends("none").add_backend(memory.clone()).build().unwrap();
+    /// tracker.log_histogram_at(7, "weights", vec![0.5, 1.5]);
+    /// tracker.finish().unwrap();
+    /// let histograms = memory.snapshot().histograms;
+    /// assert_eq!((histograms[0].step, &*histograms[0].values), (7, &[0.5, 1.5][..]));
+    /// ```
+    pub fn log_histogram_at(&self, step: u64, key: &str, values: impl Into<Arc<[f64]>>) {
         if !self.is_enabled() {
             return;
         }
         let histogram = Arc::new(HistogramRecord {
             key: key.to_string(),
             values: values.into(),
-            step: self.next_step(),
+            step,
         });
         self.fan_out(|| Msg::Histogram(histogram.clone()));
     }

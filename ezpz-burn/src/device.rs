@@ -1,0 +1,77 @@
+//! Picking a burn device by name, as examples and tests do.
+
+use burn::tensor::Device;
+
+use crate::{Error, Result};
+
+/// The device names this build can open, for help texts.
+pub fn device_names() -> Vec<&'static str> {
+    let mut names = vec!["flex"];
+    if cfg!(feature = "ndarray") {
+        names.push("ndarray");
+    }
+    if cfg!(feature = "wgpu") {
+        names.push("wgpu");
+    }
+    if cfg!(feature = "cuda") {
+        names.push("cuda");
+    }
+    names
+}
+
+/// A (non-autodiff) device by name: `flex` (burn's pure-Rust CPU backend, always built),
+/// `ndarray`, `wgpu` (the default adapter: a GPU, or Mesa's lavapipe on a machine without one)
+/// and `cuda` (device 0) when the matching cargo feature is on.
+///
+/// # Errors
+/// [`Error::Device`] for a name this build does not offer.
+pub fn device_by_name(name: &str) -> Result<Device> {
+    match name {
+        "flex" => Ok(Device::flex()),
+        // Deprecated by burn 0.22 in favour of flex, still what the test suite asks for.
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        "ndarray" => Ok(Device::ndarray()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(burn::tensor::DeviceIndex::Default)),
+        _ => Err(Error::Device {
+            name: name.to_string(),
+            hint: format!("this build offers {}", device_names().join(", ")),
+        }),
+    }
+}
+
+/// The CPU device of this build: `ndarray` when the `ndarray` feature is on (what the test
+/// suite runs on), `flex` otherwise.
+pub fn cpu_device() -> Device {
+    let name = if cfg!(feature = "ndarray") {
+        "ndarray"
+    } else {
+        "flex"
+    };
+    device_by_name(name).unwrap_or_else(|_| Device::flex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_say_what_is_offered() {
+        let err = device_by_name("tpu").unwrap_err().to_string();
+        assert!(err.contains("`tpu`") && err.contains("flex"), "{err}");
+    }
+
+    #[test]
+    fn the_cpu_device_follows_the_features() {
+        let device = format!("{:?}", cpu_device()).to_lowercase();
+        let expected = if cfg!(feature = "ndarray") {
+            "ndarray"
+        } else {
+            "flex"
+        };
+        assert!(device.contains(expected), "{device}");
+    }
+}
