@@ -43,15 +43,19 @@ pub fn device_by_name(name: &str) -> Result<Device> {
     }
 }
 
-/// The CPU device of this build: `ndarray` when the `ndarray` feature is on (what the test
-/// suite runs on), `flex` otherwise.
-pub fn cpu_device() -> Device {
-    let name = if cfg!(feature = "ndarray") {
+/// The name of this build's CPU device: `ndarray` when the `ndarray` feature is on (what the
+/// test suite runs on), `flex` otherwise.
+pub fn cpu_device_name() -> &'static str {
+    if cfg!(feature = "ndarray") {
         "ndarray"
     } else {
         "flex"
-    };
-    device_by_name(name).unwrap_or_else(|_| Device::flex())
+    }
+}
+
+/// This build's CPU device (see [`cpu_device_name`]).
+pub fn cpu_device() -> Device {
+    device_by_name(cpu_device_name()).unwrap_or_else(|_| Device::flex())
 }
 
 #[cfg(test)]
@@ -72,6 +76,7 @@ mod tests {
         } else {
             "flex"
         };
+        assert_eq!(cpu_device_name(), expected);
         assert!(device.contains(expected), "{device}");
     }
 }

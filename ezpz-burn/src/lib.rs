@@ -98,7 +98,7 @@
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let outdir = std::path::Path::new("outputs/learner");
-//!     let device = Device::flex();
+//!     let device = Device::flex().autodiff();
 //!     let tracker = TrackerBuilder::new().project("ezpz-burn-learner").outdir(outdir).build()?;
 //!     Watch::new(&tracker).log_freq(5).install();                 // ezpz: watch, line 1 of 3
 //!
@@ -182,7 +182,7 @@ mod progress;
 mod watch;
 
 pub use attach::{Attach, SupervisedTrainingExt};
-pub use device::{cpu_device, device_by_name, device_names};
+pub use device::{cpu_device, cpu_device_name, device_by_name, device_names};
 pub use error::{Error, Result};
 pub use logger::keys::{key_segment, split_prefix};
 pub use logger::EzpzMetricLogger;

@@ -125,7 +125,10 @@ impl TrainingProgressLogger for EzpzProgressLogger {
         }
         if elapsed > 0.0 {
             let rate = items_processed as f64 / elapsed;
-            row.push((format!("{}/items_per_sec", split.prefix).into(), rate.into()));
+            row.push((
+                format!("{}/items_per_sec", split.prefix).into(),
+                rate.into(),
+            ));
         }
         if split.prefix == "train" {
             row.push(("epoch".into(), Value::I64(self.epoch as i64)));
@@ -144,7 +147,10 @@ impl TrainingProgressLogger for EzpzProgressLogger {
         )];
         if duration > 0.0 {
             let rate = split.items as f64 / duration;
-            row.push((format!("{}/epoch/items_per_sec", split.prefix).into(), rate.into()));
+            row.push((
+                format!("{}/epoch/items_per_sec", split.prefix).into(),
+                rate.into(),
+            ));
         }
         self.tracker.log_at(self.epoch as u64, row);
     }
@@ -199,7 +205,10 @@ mod tests {
             snap.series("train/progress"),
             vec![(1, 0.5), (2, 1.0), (3, 0.5), (4, 1.0)]
         );
-        assert_eq!(snap.series("epoch"), vec![(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]);
+        assert_eq!(
+            snap.series("epoch"),
+            vec![(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]
+        );
         assert_eq!(snap.series("valid/progress"), vec![(1, 1.0), (2, 1.0)]);
         assert_eq!(steps("train/epoch/duration_s"), [1, 2]);
         assert_eq!(steps("valid/epoch/duration_s"), [1, 2]);

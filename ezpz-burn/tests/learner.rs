@@ -22,7 +22,11 @@ const VALID_BATCHES: u64 = (VALID_ROWS / BATCH) as u64;
 fn train(
     epochs: usize,
     lr: f64,
-    configure: impl FnOnce(SupervisedTraining<Net>, &ezpz_tracker::Tracker, &std::path::Path) -> SupervisedTraining<Net>,
+    configure: impl FnOnce(
+        SupervisedTraining<Net>,
+        &ezpz_tracker::Tracker,
+        &std::path::Path,
+    ) -> SupervisedTraining<Net>,
 ) -> (MemoryBackend, ezpz_tracker::Tracker, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (tracker, memory) = memory_tracker();
@@ -41,7 +45,11 @@ fn train(
         .with_application_logger(None);
     let training = configure(training, &tracker, dir.path());
     let result = training.launch(Learner::new(net, SgdConfig::new().init(), lr));
-    assert!(result.error.is_none(), "training failed: {:?}", result.error);
+    assert!(
+        result.error.is_none(),
+        "training failed: {:?}",
+        result.error
+    );
     (memory, tracker, dir)
 }
 
@@ -58,10 +66,16 @@ fn every_batch_arrives_once_with_epoch_summaries_progress_and_watch() {
 
     // One step per batch, 1..=N across both epochs: no phantom step for burn's end-of-epoch call.
     let train_loss = snap.series("train/loss");
-    assert_eq!(steps(&train_loss), (1..=2 * TRAIN_BATCHES).collect::<Vec<_>>());
+    assert_eq!(
+        steps(&train_loss),
+        (1..=2 * TRAIN_BATCHES).collect::<Vec<_>>()
+    );
     assert!(train_loss.iter().all(|p| p.1.is_finite() && p.1 > 0.0));
     let valid_loss = snap.series("valid/loss");
-    assert_eq!(steps(&valid_loss), (1..=2 * VALID_BATCHES).collect::<Vec<_>>());
+    assert_eq!(
+        steps(&valid_loss),
+        (1..=2 * VALID_BATCHES).collect::<Vec<_>>()
+    );
 
     // Epoch values at step = epoch; with equal batches, the epoch loss is the batch mean.
     let epoch_loss = snap.series("train/epoch/loss");
@@ -70,7 +84,10 @@ fn every_batch_arrives_once_with_epoch_summaries_progress_and_watch() {
         let from = ((epoch - 1) * TRAIN_BATCHES) as usize;
         let batches = &train_loss[from..from + TRAIN_BATCHES as usize];
         let mean = batches.iter().map(|p| p.1).sum::<f64>() / TRAIN_BATCHES as f64;
-        assert!((value - mean).abs() < 1e-6 * mean, "epoch {epoch}: {value} vs {mean}");
+        assert!(
+            (value - mean).abs() < 1e-6 * mean,
+            "epoch {epoch}: {value} vs {mean}"
+        );
     }
     assert_eq!(steps(&snap.series("valid/epoch/loss")), [1, 2]);
 
@@ -87,7 +104,10 @@ fn every_batch_arrives_once_with_epoch_summaries_progress_and_watch() {
     let global = snap.series("grads/global_norm");
     assert_eq!(steps(&global), steps(&train_loss));
     assert!(global.iter().all(|p| p.1 > 0.0));
-    assert_eq!(snap.series("grads/norm/encoder.layers.1.proj.weight").len(), 10);
+    assert_eq!(
+        snap.series("grads/norm/encoder.layers.1.proj.weight").len(),
+        10
+    );
     assert_eq!(snap.series("params/norm/frozen.weight").len(), 10);
     assert!(snap.series("grads/norm/frozen.weight").is_empty());
 
@@ -123,7 +143,10 @@ fn early_stopping_reads_history_from_our_logger_alone() {
     assert_eq!(steps(&snap.series("valid/epoch/loss")), [1, 2]);
     assert_eq!(snap.series("train/loss").len() as u64, 2 * TRAIN_BATCHES);
     assert_eq!(snap.config["burn"]["epochs_completed"], 2);
-    assert!(!dir.path().join("train").exists(), "no burn metric files without keep_burn_files");
+    assert!(
+        !dir.path().join("train").exists(),
+        "no burn metric files without keep_burn_files"
+    );
     assert_eq!(snap.finished, Some(RunStatus::Finished));
 }
 
@@ -134,7 +157,10 @@ fn finish_at_end_false_leaves_the_tracker_open() {
     });
     assert!(!tracker.is_finished());
     tracker.flush().unwrap();
-    assert_eq!(memory.snapshot().series("train/loss").len() as u64, TRAIN_BATCHES);
+    assert_eq!(
+        memory.snapshot().series("train/loss").len() as u64,
+        TRAIN_BATCHES
+    );
     // Still open: an evaluation after training lands in the same run.
     tracker.log_at(99, [("test/loss", 0.5)]);
     tracker.finish().unwrap();

@@ -23,22 +23,44 @@ fn reference(net: &Net, grads: &GradientsParams) -> Vec<(String, f64, Option<f64
     let mut out = Vec::new();
     for (i, block) in net.encoder.layers.iter().enumerate() {
         let at = format!("encoder.layers.{i}");
-        one(&mut out, format!("{at}.proj.weight"), &block.proj.weight, grads);
-        let bias = block.proj.bias.as_ref().expect("Linear has a bias by default");
+        one(
+            &mut out,
+            format!("{at}.proj.weight"),
+            &block.proj.weight,
+            grads,
+        );
+        let bias = block
+            .proj
+            .bias
+            .as_ref()
+            .expect("Linear has a bias by default");
         one(&mut out, format!("{at}.proj.bias"), bias, grads);
         one(&mut out, format!("{at}.gate"), &block.gate, grads);
     }
     one(&mut out, "head.weight".into(), &net.head.weight, grads);
-    one(&mut out, "head.bias".into(), net.head.bias.as_ref().unwrap(), grads);
+    one(
+        &mut out,
+        "head.bias".into(),
+        net.head.bias.as_ref().unwrap(),
+        grads,
+    );
     one(&mut out, "frozen.weight".into(), &net.frozen.weight, grads);
-    one(&mut out, "frozen.bias".into(), net.frozen.bias.as_ref().unwrap(), grads);
+    one(
+        &mut out,
+        "frozen.bias".into(),
+        net.frozen.bias.as_ref().unwrap(),
+        grads,
+    );
     out
 }
 
 fn net_and_grads(device: &Device) -> (Net, GradientsParams) {
     let net = Net::new(device, 3);
     let x = Tensor::<2>::from_data(
-        TensorData::new((0..8 * WIDTH).map(|i| (i as f32 * 0.37).sin()).collect(), [8, WIDTH]),
+        TensorData::new(
+            (0..8 * WIDTH).map(|i| (i as f32 * 0.37).sin()).collect(),
+            [8, WIDTH],
+        ),
         device,
     );
     let loss = net.forward(x).powi_scalar(2).mean();
@@ -62,7 +84,12 @@ fn check_against_reference(device: &Device) {
     }
     // The frozen layer has no gradient; every trained one has.
     for p in &got.params {
-        assert_eq!(p.grad.is_none(), p.path.starts_with("frozen."), "{}", p.path);
+        assert_eq!(
+            p.grad.is_none(),
+            p.path.starts_with("frozen."),
+            "{}",
+            p.path
+        );
     }
     let param_global = expected.iter().map(|e| e.1 * e.1).sum::<f64>().sqrt();
     let grad_global = expected
@@ -97,7 +124,11 @@ fn watch_logs_every_log_freq_steps_with_frozen_params_lacking_grads() {
     let head = &expected.iter().find(|e| e.0 == "head.weight").unwrap();
     let logged = snap.series("grads/norm/head.weight");
     assert_eq!(logged.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 4]);
-    assert_close(logged[0].1, head.2.unwrap(), "logged grads/norm/head.weight");
+    assert_close(
+        logged[0].1,
+        head.2.unwrap(),
+        "logged grads/norm/head.weight",
+    );
     assert_eq!(snap.series("params/norm/encoder.layers.2.gate").len(), 2);
     assert_eq!(snap.series("grads/global_norm").len(), 2);
     assert_eq!(snap.series("params/norm/frozen.weight").len(), 2);
@@ -114,7 +145,10 @@ fn histograms_hold_the_values_and_extra_metrics_join_the_row() {
     let watch = Watch::new(&tracker).log_freq(1).hist_freq(2);
     watch.observe(&net, &grads);
     watch.observe_with(&net, &grads, |n| {
-        vec![("grads/global_norm/twice".into(), 2.0 * n.grad_global.unwrap())]
+        vec![(
+            "grads/global_norm/twice".into(),
+            2.0 * n.grad_global.unwrap(),
+        )]
     });
     tracker.finish().unwrap();
     let snap = memory.snapshot();
@@ -124,13 +158,22 @@ fn histograms_hold_the_values_and_extra_metrics_join_the_row() {
     };
     let weight = hist("params/hist/encoder.layers.1.proj.weight");
     assert_eq!(weight.step, 2);
-    let values: Vec<f64> = net.encoder.layers[1].proj.weight.val().into_data().iter().collect();
+    let values: Vec<f64> = net.encoder.layers[1]
+        .proj
+        .weight
+        .val()
+        .into_data()
+        .iter()
+        .collect();
     assert_eq!(&*weight.values, &values[..]);
     let gate_grad = hist("grads/hist/encoder.layers.0.gate");
     let g = grads.get::<1>(net.encoder.layers[0].gate.id).unwrap();
     let values: Vec<f64> = g.into_data().iter().collect();
     assert_eq!(&*gate_grad.values, &values[..]);
-    assert!(snap.histograms.iter().all(|h| h.key != "grads/hist/frozen.weight"));
+    assert!(snap
+        .histograms
+        .iter()
+        .all(|h| h.key != "grads/hist/frozen.weight"));
     // 13 parameters (3 blocks × 3, head 2, frozen 2), 11 of them with gradients.
     assert_eq!(snap.histograms.len(), 13 + 11);
     let global = snap.series("grads/global_norm");
@@ -151,7 +194,12 @@ fn norms_match_the_reference_on_wgpu() {
     Watch::new(&tracker).log_freq(1).observe(&net, &grads);
     tracker.finish().unwrap();
     let expected = reference(&net, &grads);
-    let logged = memory.snapshot().series("grads/norm/encoder.layers.2.proj.weight");
-    let e = expected.iter().find(|e| e.0 == "encoder.layers.2.proj.weight").unwrap();
+    let logged = memory
+        .snapshot()
+        .series("grads/norm/encoder.layers.2.proj.weight");
+    let e = expected
+        .iter()
+        .find(|e| e.0 == "encoder.layers.2.proj.weight")
+        .unwrap();
     assert_close(logged[0].1, e.2.unwrap(), "wgpu grads/norm");
 }

@@ -187,7 +187,10 @@ mod tests {
     }
 
     fn end_of_split(loss: f64) -> MetricsUpdate {
-        MetricsUpdate::new(vec![], vec![numeric("Loss", Some(NumericEntry::Final(loss)))])
+        MetricsUpdate::new(
+            vec![],
+            vec![numeric("Loss", Some(NumericEntry::Final(loss)))],
+        )
     }
 
     #[test]
@@ -227,9 +230,18 @@ mod tests {
         let entries = logger.read_numeric("Loss", 1, &Split::Valid).unwrap();
         let text: Vec<String> = entries.iter().map(NumericEntry::serialize).collect();
         assert_eq!(text, ["1,2", "4,1", "2,final"]);
-        assert!(logger.read_numeric("Loss", 2, &Split::Valid).unwrap().is_empty());
-        assert!(logger.read_numeric("Loss", 1, &Split::Train).unwrap().is_empty());
-        assert!(logger.read_numeric("Other", 1, &Split::Valid).unwrap().is_empty());
+        assert!(logger
+            .read_numeric("Loss", 2, &Split::Valid)
+            .unwrap()
+            .is_empty());
+        assert!(logger
+            .read_numeric("Loss", 1, &Split::Train)
+            .unwrap()
+            .is_empty());
+        assert!(logger
+            .read_numeric("Other", 1, &Split::Valid)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -44,7 +44,11 @@ impl Net {
                 layers: (0..layers)
                     .map(|i| Block {
                         proj: LinearConfig::new(WIDTH, WIDTH).init(device),
-                        gate: Param::from_tensor(Tensor::<1>::full([WIDTH], 1.0 + i as f32, device)),
+                        gate: Param::from_tensor(Tensor::<1>::full(
+                            [WIDTH],
+                            1.0 + i as f32,
+                            device,
+                        )),
                     })
                     .collect(),
             },
@@ -68,7 +72,6 @@ impl Net {
         let loss = MseLoss::new().forward(out.clone(), batch.y.clone(), Reduction::Mean);
         RegressionOutput::new(loss, out, batch.y)
     }
-
 }
 
 impl TrainStep for Net {
