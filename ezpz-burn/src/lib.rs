@@ -7,8 +7,8 @@
 //!
 //! ## Quick start
 //!
-//! The whole of `examples/learner.rs` (a two-layer MLP on a synthetic regression task); the
-//! lines marked `ezpz` are all it takes:
+//! The code of `examples/learner.rs` (a two-layer MLP on a synthetic regression task) without
+//! its argument parsing; the lines marked `ezpz` are all it takes:
 //!
 //! ```no_run
 //! use burn::data::dataloader::{batcher::Batcher, DataLoaderBuilder};
@@ -121,8 +121,9 @@
 //! }
 //! ```
 //!
-//! `examples/learner.rs` adds argument parsing (`--outdir DIR --epochs N --device NAME`)
-//! around the same code: `cargo run --example learner -- --outdir /tmp/run --epochs 2`.
+//! `examples/learner.rs` adds `--outdir DIR --epochs N --device NAME --backends LIST` around
+//! the same code: `cargo run --example learner -- --outdir /tmp/run --epochs 2`. Initialise the
+//! model on an autodiff device (`device.autodiff()`), as here.
 //!
 //! ## What `with_ezpz` does
 //!

@@ -138,7 +138,7 @@ impl Watch {
 }
 
 fn due(step: u64, freq: u64) -> bool {
-    freq > 0 && step % freq == 0
+    freq > 0 && step.is_multiple_of(freq)
 }
 
 /// Calls [`Watch::observe`] on the [installed](Watch::install) watch; does nothing when none
