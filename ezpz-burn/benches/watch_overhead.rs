@@ -3,7 +3,8 @@
 //! with a naive watch reading one norm per parameter (one device sync each).
 //!
 //! `cargo bench -p ezpz-burn --bench watch_overhead [--features wgpu]`; the device is
-//! `EZPZ_BENCH_DEVICE` (`flex`, `ndarray`, `wgpu`, …; default: `ezpz_burn::cpu_device()`).
+//! `EZPZ_BENCH_DEVICE` (`flex`, `ndarray`, `wgpu`, …; default: `ezpz_burn::cpu_device()`),
+//! steps per round `EZPZ_BENCH_STEPS` (200), rounds `EZPZ_BENCH_ROUNDS` (5, best kept).
 //! Prints `RESULT <name> <value>` lines; ratios are against the anchor of the same run.
 
 use std::time::Instant;
@@ -125,10 +126,18 @@ fn main() {
         .expect("a memory-only tracker");
     let params = Mlp::new(128, 4, &device).num_params();
     println!("device {device:?}, {params} parameters, {steps} steps per mode");
-    // Interleave rounds so drift in machine load hits every mode alike.
+    let rounds: usize = std::env::var("EZPZ_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    // Warm every mode up once (allocator pools, kernel caches), then interleave rounds so
+    // drift in machine load hits every mode alike; keep each mode's best round.
     let modes = [Mode::Plain, Mode::Watch, Mode::Histograms, Mode::Naive];
+    for mode in modes {
+        run(mode, steps / 5 + 1, &device, &tracker);
+    }
     let mut best = [f64::INFINITY; 4];
-    for _ in 0..3 {
+    for _ in 0..rounds {
         for (i, mode) in modes.iter().enumerate() {
             best[i] = best[i].min(run(*mode, steps, &device, &tracker));
         }

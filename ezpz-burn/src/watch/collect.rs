@@ -67,15 +67,17 @@ pub fn norms<M: Module>(model: &M, grads: &GradientsParams) -> Result<Norms> {
     collect(model, grads, false).map(|r| r.norms)
 }
 
-/// One segment list for the device: first one squared sum per parameter and per gradient,
-/// then (for histograms) the flattened values. Concatenated and read back once.
+/// Most elements stacked into one temporary tensor (64 MiB of f32): bounds the extra device
+/// memory the grouping below needs.
+const MAX_STACK_ELEMENTS: usize = 1 << 24;
+
+/// Walks the module, flattening every parameter and gradient to one `f32` vector on the first
+/// parameter's device. Vectors are numbered in order: parameter, then its gradient if any.
 struct Collector<'a> {
     grads: &'a GradientsParams,
-    histograms: bool,
     path: Vec<String>,
     device: Option<Device>,
-    squares: Vec<Tensor<1>>,
-    values: Vec<Tensor<1>>,
+    vectors: Vec<Tensor<1>>,
     params: Vec<Entry>,
 }
 
@@ -86,13 +88,15 @@ struct Entry {
 }
 
 impl Collector<'_> {
-    /// On the first parameter's device, in f32 (half precision would overflow the squares;
-    /// mixed dtypes could not be concatenated).
-    fn prepare<const D: usize>(&mut self, t: Tensor<D>) -> Tensor<D> {
+    /// Flat, on the first parameter's device, in f32 (half precision would overflow the
+    /// squares; mixed dtypes could not be concatenated).
+    fn flat<const D: usize>(&mut self, t: Tensor<D>) -> Tensor<1> {
         let device = self.device.get_or_insert_with(|| t.device()).clone();
+        let numel = t.shape().num_elements();
         t.without_autodiff()
             .to_device(&device)
             .cast(FloatDType::F32)
+            .reshape([numel])
     }
 }
 
@@ -106,19 +110,12 @@ impl ModuleVisitor for Collector<'_> {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = self.prepare(param.val());
-        let grad = self.grads.get::<D>(param.id).map(|g| self.prepare(g));
+        let value = self.flat(param.val());
+        let grad = self.grads.get::<D>(param.id).map(|g| self.flat(g));
         let numel = value.shape().num_elements();
-        self.squares.push(value.clone().square().sum());
-        if let Some(g) = &grad {
-            self.squares.push(g.clone().square().sum());
-        }
-        if self.histograms {
-            self.values.push(value.reshape([numel]));
-            if let Some(g) = grad.clone() {
-                self.values.push(g.reshape([numel]));
-            }
-        }
+        self.vectors.push(value);
+        let has_grad = grad.is_some();
+        self.vectors.extend(grad);
         let path = if self.path.is_empty() {
             "param".to_string()
         } else {
@@ -127,9 +124,38 @@ impl ModuleVisitor for Collector<'_> {
         self.params.push(Entry {
             path,
             numel,
-            has_grad: grad.is_some(),
+            has_grad,
         });
     }
+}
+
+/// The sum of squares of every vector, as few kernels as possible: vectors of equal length
+/// (the same layer repeated, a weight and its gradient) are stacked and reduced together.
+/// Returns the sums and, for each, the index of the vector it belongs to.
+fn squared_sums(vectors: &[Tensor<1>], max_stack: usize) -> (Vec<Tensor<1>>, Vec<usize>) {
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, v) in vectors.iter().enumerate() {
+        by_len.entry(v.shape().num_elements()).or_default().push(i);
+    }
+    let (mut sums, mut order) = (Vec::new(), Vec::with_capacity(vectors.len()));
+    for (len, members) in by_len {
+        let per_stack = (max_stack / len.max(1)).max(1);
+        for chunk in members.chunks(per_stack) {
+            let sum = match chunk {
+                [one] => vectors[*one].clone().square().sum(),
+                _ => {
+                    let rows = chunk.iter().map(|&i| vectors[i].clone()).collect();
+                    Tensor::stack::<2>(rows, 0)
+                        .square()
+                        .sum_dim(1)
+                        .reshape([chunk.len()])
+                }
+            };
+            sums.push(sum);
+            order.extend_from_slice(chunk);
+        }
+    }
+    (sums, order)
 }
 
 pub(crate) fn collect<M: Module>(
@@ -139,11 +165,9 @@ pub(crate) fn collect<M: Module>(
 ) -> Result<Readout> {
     let mut c = Collector {
         grads,
-        histograms,
         path: Vec::new(),
         device: None,
-        squares: Vec::new(),
-        values: Vec::new(),
+        vectors: Vec::new(),
         params: Vec::new(),
     };
     model.visit(&mut c);
@@ -153,18 +177,31 @@ pub(crate) fn collect<M: Module>(
             histograms: Vec::new(),
         });
     }
-    let mut segments = std::mem::take(&mut c.squares);
-    segments.append(&mut c.values);
+    let (mut segments, order) = squared_sums(&c.vectors, MAX_STACK_ELEMENTS);
+    if histograms {
+        segments.append(&mut c.vectors);
+    }
     // The one transfer.
     let data = Tensor::cat(segments, 0)
         .try_into_data()
         .map_err(|e| Error::Readback(format!("{e:?}")))?;
     let flat: Vec<f64> = data.iter::<f64>().collect();
-    Ok(unpack(&c.params, &flat, histograms))
+    let mut squares = vec![f64::NAN; order.len()];
+    for (value, &i) in flat.iter().zip(&order) {
+        squares[i] = *value;
+    }
+    let values = if histograms {
+        flat.get(order.len()..).unwrap_or_default()
+    } else {
+        &[]
+    };
+    Ok(unpack(&c.params, &squares, values))
 }
 
-fn unpack(params: &[Entry], flat: &[f64], histograms: bool) -> Readout {
-    let mut squares = flat.iter().copied();
+/// Splits the read-back numbers: `squares` per vector (parameter, then its gradient), and
+/// `values` (empty unless histograms were asked for) all vectors' elements in the same order.
+fn unpack(params: &[Entry], squares: &[f64], values: &[f64]) -> Readout {
+    let mut squares = squares.iter().copied();
     let mut norms = Norms::default();
     let (mut param_sq, mut grad_sq, mut any_grad) = (0.0, 0.0, false);
     for e in params {
@@ -183,24 +220,60 @@ fn unpack(params: &[Entry], flat: &[f64], histograms: bool) -> Readout {
     }
     norms.param_global = param_sq.sqrt();
     norms.grad_global = any_grad.then(|| grad_sq.sqrt());
-    let mut out = Vec::new();
-    if histograms {
-        let mut offset = params.len() + params.iter().filter(|e| e.has_grad).count();
+    let mut histograms = Vec::new();
+    if !values.is_empty() {
+        let mut offset = 0;
         let mut take = |n: usize| -> Arc<[f64]> {
-            let end = (offset + n).min(flat.len());
-            let slice: Arc<[f64]> = flat[offset.min(end)..end].into();
+            let end = (offset + n).min(values.len());
+            let slice: Arc<[f64]> = values[offset.min(end)..end].into();
             offset = end;
             slice
         };
         for e in params {
-            out.push((format!("params/hist/{}", e.path), take(e.numel)));
+            histograms.push((format!("params/hist/{}", e.path), take(e.numel)));
             if e.has_grad {
-                out.push((format!("grads/hist/{}", e.path), take(e.numel)));
+                histograms.push((format!("grads/hist/{}", e.path), take(e.numel)));
             }
         }
     }
-    Readout {
-        norms,
-        histograms: out,
+    Readout { norms, histograms }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_sums_match_each_vector_whatever_the_stack_limit() {
+        let device = crate::cpu_device();
+        let lens = [3, 5, 3, 1, 3, 5, 3];
+        let vectors: Vec<Tensor<1>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let v: Vec<f32> = (0..n).map(|j| (i * 10 + j) as f32 * 0.5).collect();
+                Tensor::from_data(burn::tensor::TensorData::new(v, [n]), &device)
+            })
+            .collect();
+        let expected: Vec<f64> = vectors
+            .iter()
+            .map(|v| v.clone().into_data().iter::<f64>().map(|x| x * x).sum())
+            .collect();
+        // 1: no stacking; 6: stacks of two 3-vectors; large: one stack per length.
+        for max_stack in [1, 6, 1 << 20] {
+            let (sums, order) = squared_sums(&vectors, max_stack);
+            let flat: Vec<f64> = Tensor::cat(sums, 0).into_data().iter::<f64>().collect();
+            assert_eq!(flat.len(), vectors.len());
+            let mut got = vec![f64::NAN; vectors.len()];
+            for (v, &i) in flat.iter().zip(&order) {
+                got[i] = *v;
+            }
+            for (g, e) in got.iter().zip(&expected) {
+                assert!(
+                    (g - e).abs() <= 1e-6 * e.max(1.0),
+                    "limit {max_stack}: {got:?} vs {expected:?}"
+                );
+            }
+        }
     }
 }
