@@ -163,6 +163,29 @@
 //! A parameter without gradient (frozen) has no `grads/…` entry. Without a learner, call
 //! [`Watch::observe`] after `backward`, or get the numbers with [`norms`].
 //!
+//! ## Distributed (MPI)
+//!
+//! With the `mpi` feature, [`ddp::DataParallel`] trains one model replica per MPI rank:
+//! rank 0's initial parameters are broadcast to every rank (`broadcast_module`), each step's
+//! gradients are averaged across ranks with one packed all-reduce (`all_reduce_grads`, called
+//! from `TrainStep::optimize`), each rank reads its own shard of the data (`shard`, a
+//! [`ddp::RankShard`] over any burn `Dataset`), and `grad_norm_stats` turns every rank's local
+//! gradient norm into `grads/global_norm/mean|min|max|std` for [`Watch::observe_with`]. It
+//! shares the program's one `ezpz_tracker::mpi::Mpi` handle with the tracker:
+//!
+//! ```ignore
+//! let mpi = Mpi::init()?;
+//! let tracker = TrackerBuilder::new().mpi(&mpi).build()?;     // aggregates across ranks
+//! let ddp = DataParallel::new(&mpi);
+//! let model = ddp.broadcast_module(ModelConfig::new().init(&device))?;
+//! let train = ddp.shard(train_dataset);
+//! // in TrainStep::optimize: let grads = ddp.all_reduce_grads(&self, grads);
+//! ```
+//!
+//! Build with `--features mpi` (needs an MPI library, e.g. OpenMPI) and start with
+//! `mpirun -np 4 target/release/my-trainer`; `docs/mpi.md` lists the OpenMPI settings for
+//! root and oversubscribed runs.
+//!
 //! ## Cargo features
 //!
 //! | feature | adds |
@@ -176,6 +199,8 @@
 #![warn(missing_docs)]
 
 mod attach;
+#[cfg(any(feature = "mpi", test))]
+pub mod ddp;
 mod device;
 mod error;
 mod logger;

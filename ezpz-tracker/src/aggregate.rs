@@ -48,6 +48,16 @@ impl Stats {
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let any_nan = values.iter().any(|v| v.is_nan());
+        if min == max && !any_nan {
+            // Equal values (a learning rate, a step counter): exactly that value and 0, not
+            // the rounding residue of summing and dividing.
+            return Stats {
+                mean: min,
+                min,
+                max,
+                std: 0.0,
+            };
+        }
         Stats {
             mean,
             min: if any_nan { f64::NAN } else { min },
@@ -95,6 +105,14 @@ mod tests {
         assert!((s.std - 0.170_782_512_765_993_3).abs() < 1e-6);
         assert_eq!(s.min, 123_880.0);
         assert_eq!(s.max, 123_880.5);
+    }
+
+    #[test]
+    fn equal_values_give_that_value_and_zero_std() {
+        let s = Stats::of(&[0.1, 0.1, 0.1]);
+        assert_eq!((s.mean, s.std), (0.1, 0.0));
+        assert!(Stats::of(&[1.0, f64::NAN]).mean.is_nan());
+        assert!(Stats::of(&[1.0, f64::NAN]).std.is_nan());
     }
 
     #[test]

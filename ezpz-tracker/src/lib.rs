@@ -81,10 +81,30 @@
 //! ## Distributed (MPI)
 //!
 //! The tracker is rank-aware: only rank 0 creates files, threads or connections; other ranks
-//! keep nothing. With an [`Aggregator`] attached (the MPI one behind the `mpi` feature), every
-//! logged scalar also gets `key/mean`, `key/min`, `key/max`, `key/std` (population) across
-//! ranks, on rank 0. Rank, local rank and world size come from the launcher's environment
-//! ([`RankInfo::from_env`]) unless given.
+//! keep nothing. With an [`Aggregator`] attached, every logged scalar also gets `key/mean`,
+//! `key/min`, `key/max`, `key/std` (population std) across ranks, on rank 0. Rank, local rank
+//! and world size come from the launcher's environment ([`RankInfo::from_env`]) unless given.
+//!
+//! With the `mpi` feature, `mpi::Mpi::init()` initialises MPI once for the whole program
+//! (finalised when the handle and everything made from it are dropped) and
+//! `TrackerBuilder::mpi(&handle)` attaches rank, world size and an `mpi::MpiAggregator`;
+//! the same handle serves the training code (`ezpz-burn`'s data parallelism):
+//!
+//! ```ignore
+//! // cargo build --features mpi; mpirun -np 4 target/debug/my-trainer
+//! let mpi = ezpz_tracker::mpi::Mpi::init()?;
+//! let tracker = TrackerBuilder::new().backends("csv").mpi(&mpi).build()?;
+//! tracker.log([("train/loss", loss)]);   // rank 0 also gets train/loss/{mean,min,max,std}
+//! ```
+//!
+//! Logging is then a collective: every rank makes the same number of `log` calls. Each costs
+//! one `MPI_Allgather` of a small buffer (values plus a hash of the key list; the original
+//! makes four all-reduces); statistics are computed in `f64` in two passes, so values near
+//! 123 880 with a spread of 0.5 keep their exact std. Ranks that log different keys do not
+//! hang: the difference is seen in that same collective, the union of keys is aggregated
+//! (each key over the ranks that logged it) and rank 0 warns once. Running under OpenMPI as
+//! root needs `OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`, and more ranks than
+//! cores `OMPI_MCA_rmaps_base_oversubscribe=1` (see `docs/mpi.md`).
 //!
 //! ## Flushing and shutdown
 //!
@@ -101,7 +121,8 @@
 //! workspace README. `tensorboard` (on) adds the TensorBoard backend (`prost`, `crc32c`).
 //! `wandb` (on) adds the W&B backend (`prost`, `crc32fast`, `sha2`, `reqwest` with rustls).
 //! `mlflow` (on) adds the MLflow backend and `ezpz sync` (`reqwest` with rustls).
-//! `mpi` (off) adds cross-rank aggregation over MPI.
+//! `mpi` (off) adds the [`mpi`](crate#distributed-mpi) module: the MPI handle and cross-rank
+//! aggregation (needs an MPI library such as OpenMPI to build).
 //!
 //! ## Environment variables
 //!
@@ -122,6 +143,8 @@ pub mod backends;
 pub mod config;
 pub mod env;
 mod error;
+#[cfg(any(feature = "mpi", test))]
+pub mod mpi;
 mod registry;
 pub mod report;
 #[cfg(any(feature = "wandb", feature = "mlflow"))]

@@ -1,0 +1,203 @@
+//! `DataParallel`: the MPI side of data parallelism.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use burn::data::dataset::Dataset;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use ezpz_tracker::mpi::{Communicator, Mpi};
+use ezpz_tracker::{Metric, Stats};
+use mpi::collective::SystemOperation;
+use mpi::topology::Communicator as _;
+use mpi::traits::*;
+
+use super::flat::{self, Layout};
+use super::RankShard;
+
+/// Why data-parallel setup failed (the same error on every rank, so all stop together).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Ranks built different models, so their parameters cannot be exchanged.
+    #[error(
+        "rank {rank}'s model has {params} parameter tensors with {elements} values in all, \
+         rank 0's has {params0} with {elements0} (or the shapes differ): build the same \
+         model on every rank"
+    )]
+    ModelMismatch {
+        /// The first rank that differs from rank 0.
+        rank: usize,
+        /// Its parameter tensor count.
+        params: usize,
+        /// Its parameter value count.
+        elements: usize,
+        /// Rank 0's parameter tensor count.
+        params0: usize,
+        /// Rank 0's parameter value count.
+        elements0: usize,
+    },
+    /// Rank 0 could not read its parameters from the device.
+    #[error("rank 0 could not read its model parameters from the device")]
+    Read,
+}
+
+/// Data-parallel training over MPI ranks; cheap to clone, shareable between threads.
+///
+/// Runs on its own duplicate of the world communicator, so it never mixes collectives with a
+/// tracker's aggregation. Call its collectives from one thread per rank (the training
+/// thread), the same number of times on every rank.
+#[derive(Debug, Clone)]
+pub struct DataParallel {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    comm: Communicator,
+    rank: usize,
+    size: usize,
+    /// Bits of the last step's local gradient norm.
+    local_norm: AtomicU64,
+}
+
+impl DataParallel {
+    /// Sets up data parallelism on `mpi`'s ranks. A collective: every rank calls it.
+    pub fn new(mpi: &Mpi) -> Self {
+        let comm = mpi.communicator();
+        DataParallel {
+            inner: Arc::new(Inner {
+                rank: comm.rank() as usize,
+                size: comm.size() as usize,
+                comm,
+                local_norm: AtomicU64::new(0f64.to_bits()),
+            }),
+        }
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        self.inner.rank
+    }
+
+    /// Number of ranks.
+    pub fn world_size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Whether this is rank 0 (the one that logs, validates and saves).
+    pub fn is_main(&self) -> bool {
+        self.inner.rank == 0
+    }
+
+    /// `module` with rank 0's parameter values on every rank, so all replicas start equal
+    /// whatever each rank's random initialisation was. Two collectives: an all-gather that
+    /// checks every rank built the same architecture, then one broadcast of all parameters
+    /// packed into one buffer. Devices, dtypes, ids and gradient flags are kept.
+    ///
+    /// # Errors
+    /// A rank's model differs from rank 0's, or rank 0 cannot read its parameters; every
+    /// rank returns the error.
+    pub fn broadcast_module<M: Module>(&self, module: M) -> Result<M, Error> {
+        let comm = &self.inner.comm;
+        let mine = flat::layout(&module);
+        let mut flat = if self.is_main() {
+            flat::read_params(&module)
+        } else {
+            Some(vec![0f32; mine.elements])
+        };
+        let header = [
+            mine.fingerprint,
+            mine.params as u64,
+            mine.elements as u64,
+            u64::from(flat.is_some()),
+        ];
+        let mut all = vec![0u64; header.len() * self.inner.size];
+        comm.all_gather_into(&header[..], &mut all[..]);
+        let layouts: Vec<(Layout, bool)> = all
+            .chunks_exact(header.len())
+            .map(|h| {
+                let layout = Layout {
+                    fingerprint: h[0],
+                    params: h[1] as usize,
+                    elements: h[2] as usize,
+                };
+                (layout, h[3] == 1)
+            })
+            .collect();
+        let (first, read_ok) = layouts[0];
+        if !read_ok {
+            return Err(Error::Read);
+        }
+        if let Some((rank, (other, _))) = layouts.iter().enumerate().find(|(_, l)| l.0 != first) {
+            return Err(Error::ModelMismatch {
+                rank,
+                params: other.params,
+                elements: other.elements,
+                params0: first.params,
+                elements0: first.elements,
+            });
+        }
+        let Some(buffer) = flat.as_mut() else {
+            return Err(Error::Read);
+        };
+        comm.process_at_rank(0).broadcast_into(&mut buffer[..]);
+        Ok(if self.is_main() {
+            module
+        } else {
+            flat::write_params(module, buffer)
+        })
+    }
+
+    /// Replaces each gradient in `grads` by its mean over the ranks, with **one** sum
+    /// all-reduce of all gradients packed into one buffer (one device read, one collective,
+    /// one upload per parameter). A parameter some ranks have no gradient for is averaged
+    /// over the ranks that have one (and gets that average everywhere, keeping replicas
+    /// equal); one no rank has a gradient for stays without. Call it in
+    /// `TrainStep::optimize` before the optimizer step, on every rank, every step.
+    ///
+    /// If this rank's device read fails, it contributes nothing (the others' mean is used)
+    /// and a warning is printed, so the ranks stay in step.
+    pub fn all_reduce_grads<M: Module>(&self, module: &M, mut grads: GradientsParams) -> GradientsParams {
+        let packed = flat::take_grads(module, &mut grads);
+        if !packed.read_ok {
+            tracing::warn!(
+                "ezpz: rank {} could not read its gradients from the device; this step uses \
+                 the other ranks' mean",
+                self.inner.rank
+            );
+        }
+        self.inner
+            .local_norm
+            .store(packed.local_norm().to_bits(), Ordering::Relaxed);
+        let mut summed = vec![0f32; packed.buffer.len()];
+        self.inner
+            .comm
+            .all_reduce_into(&packed.buffer[..], &mut summed[..], SystemOperation::sum());
+        flat::put_grads(module, &packed, &summed, &mut grads);
+        grads
+    }
+
+    /// The L2 norm of this rank's own gradients at the last
+    /// [`all_reduce_grads`](Self::all_reduce_grads) (before averaging; 0 before the first).
+    pub fn local_grad_norm(&self) -> f64 {
+        f64::from_bits(self.inner.local_norm.load(Ordering::Relaxed))
+    }
+
+    /// `grads/global_norm/mean`, `/min`, `/max`, `/std` (population) of every rank's local
+    /// gradient norm, the same on every rank. One all-gather: a collective.
+    pub fn grad_norm_stats(&self, local_norm: f64) -> [Metric; 4] {
+        let mut all = vec![0f64; self.inner.size];
+        self.inner.comm.all_gather_into(&local_norm, &mut all[..]);
+        Stats::of(&all).metrics("grads/global_norm")
+    }
+
+    /// This rank's share of `dataset` (see [`RankShard`]).
+    pub fn shard<D, I, E>(&self, dataset: D) -> RankShard<D, I>
+    where
+        D: Dataset<I, E>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        RankShard::new(dataset, self.inner.rank, self.inner.size)
+    }
+}

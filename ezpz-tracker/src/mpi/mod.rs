@@ -1,0 +1,36 @@
+//! MPI (feature `mpi`): one explicit initialisation handle for the whole program, and the
+//! cross-rank aggregator built on it.
+//!
+//! ```no_run
+//! # fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use ezpz_tracker::{mpi::Mpi, TrackerBuilder};
+//!
+//! let mpi = Mpi::init()?;                       // once per process, before any other MPI use
+//! let tracker = TrackerBuilder::new()
+//!     .backends("csv")
+//!     .outdir("outputs/mpi-run")
+//!     .mpi(&mpi)                                // rank/world size + `key/mean|min|max|std`
+//!     .build()?;
+//! tracker.log([("loss", 1.0 + mpi.rank() as f64)]);   // a collective: every rank logs
+//! tracker.finish()?;
+//! # Ok(()) }                                    // MPI is finalised when the last user drops
+//! ```
+//!
+//! MPI calls go through private duplicates of the world communicator
+//! ([`Mpi::communicator`]), one per user (the aggregator, the data-parallel code), so a
+//! tracker logging on one thread and gradient all-reduces on another never interleave their
+//! collectives. For that the handle asks MPI for `MPI_THREAD_MULTIPLE`
+//! ([`Mpi::threading`] says what the library granted).
+
+#[cfg(feature = "mpi")]
+mod aggregator;
+#[cfg(feature = "mpi")]
+mod handle;
+mod protocol;
+
+#[cfg(feature = "mpi")]
+pub use aggregator::MpiAggregator;
+#[cfg(feature = "mpi")]
+pub use handle::{Communicator, Mpi};
+#[cfg(feature = "mpi")]
+pub use ::mpi::environment::Threading;

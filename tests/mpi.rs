@@ -1,0 +1,350 @@
+//! Cross-rank aggregation and data parallelism under a real `mpirun` (OpenMPI).
+//!
+//! Each test starts one of the `ezpz-mpi-*-probe` programs (`tests/mpi_programs/`, built with
+//! `--features mpi`) under `mpirun -np N` with the OpenMPI settings for root and
+//! oversubscription, kills the whole process group if it outlives its guard (a hang), and
+//! checks what the ranks wrote: rank 0's `metrics.csv`, read back with the `csv` crate, and
+//! the lines the probes print. Outside CI a missing `mpirun` or a build without `mpi` skips.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous: debug builds, several ranks on two cores. Only a hang should reach it.
+const GUARD: Duration = Duration::from_secs(240);
+
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// The probe's path, or `None` (after printing why) when it cannot run here.
+fn probe(name: &str) -> Option<&'static str> {
+    let mpirun_ok = Command::new("mpirun")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mpirun_ok {
+        common::skip("`mpirun` not found (install openmpi-bin and libopenmpi-dev)");
+        return None;
+    }
+    #[cfg(feature = "mpi")]
+    return match name {
+        "aggregate" => Some(env!("CARGO_BIN_EXE_ezpz-mpi-aggregate-probe")),
+        "ddp" => Some(env!("CARGO_BIN_EXE_ezpz-mpi-ddp-probe")),
+        other => panic!("no probe `{other}`"),
+    };
+    #[cfg(not(feature = "mpi"))]
+    {
+        let _ = name;
+        common::skip("built without `--features mpi`; the mpirun tests need it");
+        None
+    }
+}
+
+/// Runs `program args` on `np` ranks; panics if it is still running after [`GUARD`] (after
+/// killing mpirun and every rank).
+fn mpirun(np: usize, program: &str, args: &[&str]) -> Run {
+    let mut child = Command::new("mpirun")
+        .arg("-np")
+        .arg(np.to_string())
+        .arg(program)
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a hang can be killed with every rank.
+        .process_group(0)
+        .spawn()
+        .expect("start mpirun");
+    let pid = child.id();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for mpirun") {
+            break status;
+        }
+        if start.elapsed() > GUARD {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+            let _ = child.wait();
+            panic!(
+                "`mpirun -np {np} {program} {args:?}` still running after {GUARD:?}: killed (a hang)\n\
+                 stderr so far:\n{}",
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = Run {
+        success: status.success(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    assert!(
+        run.success,
+        "mpirun -np {np} failed ({status})\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    for r in 0..np {
+        assert!(
+            run.stdout.contains(&format!("DONE rank={r}\n")),
+            "rank {r} did not finish\n{}",
+            run.stdout
+        );
+    }
+    run
+}
+
+/// `metrics.csv` as one map per row (empty cells left out).
+fn read_csv(dir: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(dir.join("metrics.csv")).expect("metrics.csv");
+    let header = reader.headers().expect("header").clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("row");
+            header
+                .iter()
+                .zip(r.iter())
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(row: &HashMap<String, String>, key: &str) -> f64 {
+    row.get(key)
+        .unwrap_or_else(|| panic!("no `{key}` in {row:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("`{key}`: {e}"))
+}
+
+/// Mean, min, max and population std, computed here independently of the library.
+fn reference(values: &[f64]) -> [f64; 4] {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    [mean, min, max, var.sqrt()]
+}
+
+fn assert_aggregates(row: &HashMap<String, String>, key: &str, values: &[f64]) {
+    let want = reference(values);
+    for (suffix, want) in ["mean", "min", "max", "std"].iter().zip(want) {
+        let got = num(row, &format!("{key}/{suffix}"));
+        assert!(
+            (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{key}/{suffix}: {got} != {want} (values {values:?})"
+        );
+    }
+}
+
+fn aggregates_equal_reference(np: usize) {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun(np, program, &["reference", out.to_str().unwrap()]);
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 5, "one row per step on rank 0");
+    for (step, row) in rows.iter().enumerate() {
+        let s = step as f64;
+        assert_eq!(num(row, "step"), s);
+        let losses: Vec<f64> = (0..np).map(|r| 1.0 / (1.0 + s) + 0.25 * r as f64).collect();
+        let tokens: Vec<f64> = (0..np).map(|r| (100 * (r + 1) + step) as f64).collect();
+        assert_eq!(num(row, "loss"), losses[0], "the raw value is rank 0's");
+        assert_aggregates(row, "loss", &losses);
+        assert_aggregates(row, "tokens", &tokens);
+        assert_eq!(row["phase"], "train");
+        assert!(!row.contains_key("phase/mean"), "strings are not aggregated");
+    }
+    assert!(
+        !run.stderr.contains("different metric keys"),
+        "no mismatch warning for uniform keys:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn mpi_aggregates_equal_reference_np2() {
+    aggregates_equal_reference(2);
+}
+
+#[test]
+fn mpi_aggregates_equal_reference_np4() {
+    aggregates_equal_reference(4);
+}
+
+#[test]
+fn mpi_large_values_with_small_spread_keep_exact_std_np6() {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    mpirun(6, program, &["large", out.to_str().unwrap()]);
+    let rows = read_csv(&out);
+    let values: Vec<f64> = (0..6).map(|r| 123_880.0 + 0.1 * r as f64).collect();
+    let mean = values.iter().sum::<f64>() / 6.0;
+    let exact = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 6.0).sqrt();
+    let std = num(&rows[0], "tokens_per_s/std");
+    assert!(
+        (std - exact).abs() / exact < 1e-6,
+        "std {std} vs exact {exact}"
+    );
+    assert_eq!(num(&rows[0], "tokens_per_s/min"), 123_880.0);
+    assert_eq!(num(&rows[0], "tokens_per_s/max"), values[5]);
+}
+
+fn mismatched_keys_finish_and_warn(np: usize) {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun(np, program, &["mismatch", out.to_str().unwrap()]);
+    let warnings = run.stderr.matches("ranks logged different metric keys").count();
+    assert_eq!(warnings, 1, "warned once, by rank 0:\n{}", run.stderr);
+    let odd: Vec<usize> = (1..np).step_by(2).collect();
+    let odd_list = odd.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
+    assert!(
+        run.stderr.contains(&format!("`extra` on rank(s) {odd_list}")),
+        "the warning names the key and its ranks:\n{}",
+        run.stderr
+    );
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 5);
+    let ranks = |f: &dyn Fn(f64) -> f64| (0..np).map(|r| f(r as f64)).collect::<Vec<_>>();
+    assert_aggregates(&rows[0], "loss", &ranks(&|r| 1.0 + r));
+    // Step 1: `loss` everywhere, `extra` on the odd ranks only (rank 0 has no raw `extra`).
+    assert_aggregates(&rows[1], "loss", &ranks(&|r| 2.0 + r));
+    let extra: Vec<f64> = odd.iter().map(|&r| r as f64).collect();
+    assert_aggregates(&rows[1], "extra", &extra);
+    assert!(!rows[1].contains_key("extra"));
+    // Back to uniform keys, then the same keys in another order.
+    assert_aggregates(&rows[2], "loss", &ranks(&|r| 3.0 + r));
+    assert_aggregates(&rows[3], "a", &ranks(&|r| 10.0 + r));
+    assert_aggregates(&rows[3], "b", &ranks(&|r| 20.0 + r));
+    assert_aggregates(&rows[4], "loss", &ranks(&|r| 5.0 + r));
+}
+
+#[test]
+fn mpi_mismatched_keys_finish_and_warn_np2() {
+    mismatched_keys_finish_and_warn(2);
+}
+
+#[test]
+fn mpi_mismatched_keys_finish_and_warn_np4() {
+    mismatched_keys_finish_and_warn(4);
+}
+
+/// `KEY rank=<r> hash=<h>` lines as rank → hash.
+fn hashes(stdout: &str, key: &str) -> Vec<String> {
+    let mut out: Vec<(usize, String)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key} rank=")))
+        .filter_map(|l| {
+            let (r, h) = l.split_once(" hash=")?;
+            Some((r.parse().ok()?, h.to_string()))
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, h)| h).collect()
+}
+
+fn field(line: &str, name: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in `{line}`"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} in `{line}`: {e}"))
+}
+
+fn data_parallel_matches_single_process(np: usize) {
+    let Some(program) = probe("ddp") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun(np, program, &[out.to_str().unwrap()]);
+    let (init, bcast, fin) = (
+        hashes(&run.stdout, "INIT"),
+        hashes(&run.stdout, "BCAST"),
+        hashes(&run.stdout, "FINAL"),
+    );
+    assert_eq!(init.len(), np);
+    assert_ne!(init[0], init[1], "ranks start from different random parameters");
+    assert!(bcast.iter().all(|h| *h == init[0]), "every rank has rank 0's parameters: {bcast:?} vs {}", init[0]);
+    assert!(fin.iter().all(|h| *h == fin[0]), "bit-identical after training: {fin:?}");
+    assert_ne!(fin[0], bcast[0], "training changed the parameters");
+    let diff: f64 = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MAXDIFF "))
+        .expect("MAXDIFF line")
+        .parse()
+        .unwrap();
+    assert!(diff < 1e-5, "data-parallel vs single-process max |Δ| = {diff}");
+
+    // grad_norm_stats against the local norms every rank printed.
+    let mut steps = 0;
+    for line in run.stdout.lines().filter(|l| l.starts_with("NORMSTATS ")) {
+        let step = field(line, "step") as usize;
+        let locals: Vec<f64> = (0..np)
+            .map(|r| {
+                let prefix = format!("NORM step={step} rank={r} ");
+                let l = run.stdout.lines().find(|l| l.starts_with(&prefix)).expect("NORM line");
+                field(l, "local")
+            })
+            .collect();
+        assert!(locals.iter().all(|&n| n > 0.0));
+        let want = reference(&locals);
+        for (suffix, want) in ["mean", "min", "max", "std"].iter().zip(want) {
+            let got = field(line, &format!("grads/global_norm/{suffix}"));
+            assert!((got - want).abs() <= 1e-12 * want.max(1.0), "{suffix}: {got} vs {want}");
+        }
+        steps += 1;
+    }
+    assert_eq!(steps, 8);
+
+    // The tracker shared the Mpi handle: rank 0's CSV has each step's loss aggregated.
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| num(r, "loss/min") <= num(r, "loss/mean")
+        && num(r, "loss/mean") <= num(r, "loss/max")));
+}
+
+#[test]
+fn mpi_data_parallel_matches_single_process_np2() {
+    data_parallel_matches_single_process(2);
+}
+
+#[test]
+fn mpi_data_parallel_matches_single_process_np4() {
+    data_parallel_matches_single_process(4);
+}

@@ -1,0 +1,89 @@
+//! Started by `tests/mpi.rs` under `mpirun`: logs known per-rank values through a tracker with
+//! MPI aggregation; rank 0's CSV backend writes `<outdir>/metrics.csv`, which the test reads.
+//!
+//! `ezpz-mpi-aggregate-probe <scenario> <outdir>`; scenarios:
+//! - `reference`: 5 steps of `loss = 1/(1+step) + 0.25·rank`, `tokens = 100·(rank+1) + step`
+//!   (an integer) and a string `phase` (not aggregated);
+//! - `large`: one step of `tokens_per_s = 123880 + 0.1·rank`;
+//! - `mismatch`: odd ranks add `extra = rank` at step 1; at step 3 rank 0 logs `a, b` and
+//!   the others `b, a`; the other steps are uniform.
+//!
+//! Every rank prints `DONE rank=<r>` after `finish`, so the test can tell a finished run from
+//! a hang.
+
+use std::process::ExitCode;
+
+use ezpz_tracker::mpi::Mpi;
+use ezpz_tracker::{metrics, TrackerBuilder};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let args: Vec<String> = std::env::args().collect();
+    let [_, scenario, outdir] = &args[..] else {
+        eprintln!("usage: ezpz-mpi-aggregate-probe <reference|large|mismatch> <outdir>");
+        return ExitCode::from(2);
+    };
+    let mpi = match Mpi::init() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tracker = match TrackerBuilder::new()
+        .project("mpi-probe")
+        .backends("csv")
+        .outdir(outdir)
+        .mpi(&mpi)
+        .build()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("rank {}: {e}", mpi.rank());
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = mpi.rank();
+    let rf = r as f64;
+    match scenario.as_str() {
+        "reference" => {
+            for step in 0..5u32 {
+                let s = f64::from(step);
+                tracker.log(metrics! {
+                    "loss" => 1.0 / (1.0 + s) + 0.25 * rf,
+                    "tokens" => 100 * (r as i64 + 1) + i64::from(step),
+                    "phase" => "train",
+                });
+            }
+        }
+        "large" => tracker.log([("tokens_per_s", 123_880.0 + 0.1 * rf)]),
+        "mismatch" => {
+            tracker.log([("loss", 1.0 + rf)]);
+            if r % 2 == 1 {
+                tracker.log([("loss", 2.0 + rf), ("extra", rf)]);
+            } else {
+                tracker.log([("loss", 2.0 + rf)]);
+            }
+            tracker.log([("loss", 3.0 + rf)]);
+            if r == 0 {
+                tracker.log([("a", 10.0), ("b", 20.0)]);
+            } else {
+                tracker.log([("b", 20.0 + rf), ("a", 10.0 + rf)]);
+            }
+            tracker.log([("loss", 5.0 + rf)]);
+        }
+        other => {
+            eprintln!("unknown scenario `{other}`");
+            return ExitCode::from(2);
+        }
+    }
+    if let Err(e) = tracker.finish() {
+        eprintln!("rank {r}: finish: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!("DONE rank={r}");
+    ExitCode::SUCCESS
+}
