@@ -181,7 +181,10 @@ fn aggregates_equal_reference(np: usize) {
         assert_aggregates(row, "loss", &losses);
         assert_aggregates(row, "tokens", &tokens);
         assert_eq!(row["phase"], "train");
-        assert!(!row.contains_key("phase/mean"), "strings are not aggregated");
+        assert!(
+            !row.contains_key("phase/mean"),
+            "strings are not aggregated"
+        );
     }
     assert!(
         !run.stderr.contains("different metric keys"),
@@ -228,12 +231,20 @@ fn mismatched_keys_finish_and_warn(np: usize) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let run = mpirun(np, program, &["mismatch", out.to_str().unwrap()]);
-    let warnings = run.stderr.matches("ranks logged different metric keys").count();
+    let warnings = run
+        .stderr
+        .matches("ranks logged different metric keys")
+        .count();
     assert_eq!(warnings, 1, "warned once, by rank 0:\n{}", run.stderr);
     let odd: Vec<usize> = (1..np).step_by(2).collect();
-    let odd_list = odd.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
+    let odd_list = odd
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     assert!(
-        run.stderr.contains(&format!("`extra` on rank(s) {odd_list}")),
+        run.stderr
+            .contains(&format!("`extra` on rank(s) {odd_list}")),
         "the warning names the key and its ranks:\n{}",
         run.stderr
     );
@@ -298,9 +309,19 @@ fn data_parallel_matches_single_process(np: usize) {
         hashes(&run.stdout, "FINAL"),
     );
     assert_eq!(init.len(), np);
-    assert_ne!(init[0], init[1], "ranks start from different random parameters");
-    assert!(bcast.iter().all(|h| *h == init[0]), "every rank has rank 0's parameters: {bcast:?} vs {}", init[0]);
-    assert!(fin.iter().all(|h| *h == fin[0]), "bit-identical after training: {fin:?}");
+    assert_ne!(
+        init[0], init[1],
+        "ranks start from different random parameters"
+    );
+    assert!(
+        bcast.iter().all(|h| *h == init[0]),
+        "every rank has rank 0's parameters: {bcast:?} vs {}",
+        init[0]
+    );
+    assert!(
+        fin.iter().all(|h| *h == fin[0]),
+        "bit-identical after training: {fin:?}"
+    );
     assert_ne!(fin[0], bcast[0], "training changed the parameters");
     let diff: f64 = run
         .stdout
@@ -309,7 +330,10 @@ fn data_parallel_matches_single_process(np: usize) {
         .expect("MAXDIFF line")
         .parse()
         .unwrap();
-    assert!(diff < 1e-5, "data-parallel vs single-process max |Δ| = {diff}");
+    assert!(
+        diff < 1e-5,
+        "data-parallel vs single-process max |Δ| = {diff}"
+    );
 
     // grad_norm_stats against the local norms every rank printed.
     let mut steps = 0;
@@ -318,7 +342,11 @@ fn data_parallel_matches_single_process(np: usize) {
         let locals: Vec<f64> = (0..np)
             .map(|r| {
                 let prefix = format!("NORM step={step} rank={r} ");
-                let l = run.stdout.lines().find(|l| l.starts_with(&prefix)).expect("NORM line");
+                let l = run
+                    .stdout
+                    .lines()
+                    .find(|l| l.starts_with(&prefix))
+                    .expect("NORM line");
                 field(l, "local")
             })
             .collect();
@@ -326,7 +354,10 @@ fn data_parallel_matches_single_process(np: usize) {
         let want = reference(&locals);
         for (suffix, want) in ["mean", "min", "max", "std"].iter().zip(want) {
             let got = field(line, &format!("grads/global_norm/{suffix}"));
-            assert!((got - want).abs() <= 1e-12 * want.max(1.0), "{suffix}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-12 * want.max(1.0),
+                "{suffix}: {got} vs {want}"
+            );
         }
         steps += 1;
     }
@@ -335,8 +366,10 @@ fn data_parallel_matches_single_process(np: usize) {
     // The tracker shared the Mpi handle: rank 0's CSV has each step's loss aggregated.
     let rows = read_csv(&out);
     assert_eq!(rows.len(), 8);
-    assert!(rows.iter().all(|r| num(r, "loss/min") <= num(r, "loss/mean")
-        && num(r, "loss/mean") <= num(r, "loss/max")));
+    assert!(rows
+        .iter()
+        .all(|r| num(r, "loss/min") <= num(r, "loss/mean")
+            && num(r, "loss/mean") <= num(r, "loss/max")));
 }
 
 #[test]

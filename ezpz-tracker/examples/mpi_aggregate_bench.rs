@@ -14,6 +14,7 @@ use std::time::Instant;
 use ezpz_tracker::mpi::{Communicator, Mpi};
 use ezpz_tracker::{Aggregator, Metric, Stats, Value};
 use mpi::collective::SystemOperation;
+use mpi::topology::Communicator as _;
 use mpi::traits::*;
 
 const KEYS: usize = 10;
@@ -78,7 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let aggregator = mpi.aggregator();
     let comm = mpi.communicator();
     let rank = mpi.rank() as f64;
-    let keys: Vec<Arc<str>> = (0..KEYS).map(|k| Arc::from(format!("train/m{k}"))).collect();
+    let keys: Vec<Arc<str>> = (0..KEYS)
+        .map(|k| Arc::from(format!("train/m{k}")))
+        .collect();
     let metrics = |i: usize| -> Vec<(Arc<str>, f64)> {
         keys.iter()
             .enumerate()
@@ -110,7 +113,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => f64::NAN,
         };
         assert_eq!(mean(&a), mean(&b), "both methods agree on the mean");
-        println!("ranks: {}, keys per log: {KEYS}, calls per round: {iters}, rounds: {ROUNDS}", mpi.world_size());
+        println!(
+            "ranks: {}, keys per log: {KEYS}, calls per round: {iters}, rounds: {ROUNDS}",
+            mpi.world_size()
+        );
         println!("RESULT agg_one_collective_us {one:.3}");
         println!("RESULT agg_four_collectives_us {four:.3}");
         println!("RESULT agg_four_over_one_ratio {:.3}", four / one);

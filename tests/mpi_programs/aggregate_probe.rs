@@ -19,6 +19,7 @@ use ezpz_tracker::{metrics, TrackerBuilder};
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .without_time()
         .init();
     let args: Vec<String> = std::env::args().collect();

@@ -64,7 +64,12 @@ struct Item {
 
 fn item(i: usize) -> Item {
     let t = i as f32;
-    let x = [(0.7 * t).sin(), (1.3 * t).cos(), (i % 7) as f32 / 7.0, 0.05 * t - 1.0];
+    let x = [
+        (0.7 * t).sin(),
+        (1.3 * t).cos(),
+        (i % 7) as f32 / 7.0,
+        0.05 * t - 1.0,
+    ];
     Item {
         x,
         y: x[0] - 0.5 * x[1] + x[2] * x[3],
@@ -93,7 +98,13 @@ fn hash(values: &[f32]) -> u64 {
     })
 }
 
-fn train_step(model: Mlp, items: &[Item], device: &Device, ddp: Option<&DataParallel>, optim: &mut burn::optim::ModuleOptimizer) -> (Mlp, f64) {
+fn train_step(
+    model: Mlp,
+    items: &[Item],
+    device: &Device,
+    ddp: Option<&DataParallel>,
+    optim: &mut burn::optim::ModuleOptimizer,
+) -> (Mlp, f64) {
     let loss = model.loss(items, device);
     let value = loss.clone().into_scalar::<f64>();
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -104,7 +115,10 @@ fn train_step(model: Mlp, items: &[Item], device: &Device, ddp: Option<&DataPara
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let Some(outdir) = std::env::args().nth(1) else {
         eprintln!("usage: ezpz-mpi-ddp-probe <outdir>");
         return ExitCode::from(2);
@@ -164,7 +178,14 @@ fn main() -> ExitCode {
             };
             println!(
                 "NORMSTATS step={step} {}={:e} {}={:e} {}={:e} {}={:e}",
-                stats[0].0, v(0), stats[1].0, v(1), stats[2].0, v(2), stats[3].0, v(3)
+                stats[0].0,
+                v(0),
+                stats[1].0,
+                v(1),
+                stats[2].0,
+                v(2),
+                stats[3].0,
+                v(3)
             );
         }
     }

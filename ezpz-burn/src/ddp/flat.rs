@@ -198,7 +198,11 @@ pub(crate) fn take_grads<M: Module>(module: &M, grads: &mut GradientsParams) -> 
             _ => buffer.resize(buffer.len() + slot.len, 0.0),
         }
     }
-    buffer.extend(present.iter().map(|&p| if p && read_ok { 1.0 } else { 0.0 }));
+    buffer.extend(
+        present
+            .iter()
+            .map(|&p| if p && read_ok { 1.0 } else { 0.0 }),
+    );
     PackedGrads {
         buffer,
         slots,
@@ -280,10 +284,7 @@ mod tests {
 
     fn grads_of(model: &Net, device: &Device) -> GradientsParams {
         let x = Tensor::<2>::from_data([[1.0f32, -2.0, 0.5], [0.25, 1.0, -1.0]], device);
-        let y = model
-            .layers
-            .iter()
-            .fold(x, |x, l| l.forward(x).tanh());
+        let y = model.layers.iter().fold(x, |x, l| l.forward(x).tanh());
         let loss = model.head.forward(y).powi_scalar(2).mean();
         GradientsParams::from_grads(loss.backward(), model)
     }
@@ -327,7 +328,11 @@ mod tests {
         let model = net(&d);
         let mut grads = grads_of(&model, &d);
         let first = values(grads.get::<2>(model.layers[0].weight.id).unwrap());
-        let head_bias = values(grads.get::<1>(model.head.bias.as_ref().unwrap().id).unwrap());
+        let head_bias = values(
+            grads
+                .get::<1>(model.head.bias.as_ref().unwrap().id)
+                .unwrap(),
+        );
         let packed = take_grads(&model, &mut grads);
         assert!(packed.read_ok);
         assert_eq!(grads.len(), 0, "every gradient was moved into the buffer");
@@ -370,7 +375,9 @@ mod tests {
         let elements = layout(&model).elements;
         assert_eq!(&packed.buffer[elements..], &[1.0, 1.0, 1.0, 1.0, 0.0, 1.0]);
         let head_start = elements - 5;
-        assert!(packed.buffer[head_start..elements - 1].iter().all(|&v| v == 0.0));
+        assert!(packed.buffer[head_start..elements - 1]
+            .iter()
+            .all(|&v| v == 0.0));
         put_grads(&model, &packed, &packed.buffer, &mut grads);
         assert_eq!(grads.len(), 5);
         assert!(grads.get::<2>(model.head.weight.id).is_none());

@@ -4,8 +4,8 @@
 //!
 //! burn 0.22's own distributed training is single-process multi-GPU (NCCL); across processes
 //! (and on the CPU backends) the gradients have to be exchanged by hand. [`DataParallel`] does
-//! it at the [`GradientsParams`] level, so it works with any device and with burn's
-//! `SupervisedTraining` through `TrainStep::optimize`:
+//! it at the [`GradientsParams`](burn::optim::GradientsParams) level, so it works with any
+//! device and with burn's `SupervisedTraining` through `TrainStep::optimize`:
 //!
 //! ```ignore
 //! use ezpz_burn::ddp::DataParallel;

@@ -158,7 +158,11 @@ impl DataParallel {
     ///
     /// If this rank's device read fails, it contributes nothing (the others' mean is used)
     /// and a warning is printed, so the ranks stay in step.
-    pub fn all_reduce_grads<M: Module>(&self, module: &M, mut grads: GradientsParams) -> GradientsParams {
+    pub fn all_reduce_grads<M: Module>(
+        &self,
+        module: &M,
+        mut grads: GradientsParams,
+    ) -> GradientsParams {
         let packed = flat::take_grads(module, &mut grads);
         if !packed.read_ok {
             tracing::warn!(
@@ -171,9 +175,11 @@ impl DataParallel {
             .local_norm
             .store(packed.local_norm().to_bits(), Ordering::Relaxed);
         let mut summed = vec![0f32; packed.buffer.len()];
-        self.inner
-            .comm
-            .all_reduce_into(&packed.buffer[..], &mut summed[..], SystemOperation::sum());
+        self.inner.comm.all_reduce_into(
+            &packed.buffer[..],
+            &mut summed[..],
+            SystemOperation::sum(),
+        );
         flat::put_grads(module, &packed, &summed, &mut grads);
         grads
     }

@@ -29,8 +29,8 @@ mod handle;
 mod protocol;
 
 #[cfg(feature = "mpi")]
+pub use ::mpi::environment::Threading;
+#[cfg(feature = "mpi")]
 pub use aggregator::MpiAggregator;
 #[cfg(feature = "mpi")]
 pub use handle::{Communicator, Mpi};
-#[cfg(feature = "mpi")]
-pub use ::mpi::environment::Threading;

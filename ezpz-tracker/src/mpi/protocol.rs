@@ -179,7 +179,11 @@ pub(crate) fn union_stats(per_rank: &[Vec<(Arc<str>, f64)>]) -> (Vec<Metric>, St
     } else {
         const SHOWN: usize = 5;
         let more = partial.len().saturating_sub(SHOWN);
-        let mut d = partial.into_iter().take(SHOWN).collect::<Vec<_>>().join(", ");
+        let mut d = partial
+            .into_iter()
+            .take(SHOWN)
+            .collect::<Vec<_>>()
+            .join(", ");
         if more > 0 {
             d.push_str(&format!(" and {more} more"));
         }
@@ -251,7 +255,13 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "loss/mean", "loss/min", "loss/max", "loss/std", "lr/mean", "lr/min", "lr/max",
+                "loss/mean",
+                "loss/min",
+                "loss/max",
+                "loss/std",
+                "lr/mean",
+                "lr/min",
+                "lr/max",
                 "lr/std"
             ]
         );
@@ -343,7 +353,10 @@ mod tests {
         assert_eq!(value(&out, "extra/max"), 7.0);
         assert_eq!(value(&out, "extra/std"), 0.0);
         assert_eq!(description, "`lr` on rank(s) 0,2, `extra` on rank(s) 1");
-        let (_, reordered) = union_stats(&[pairs(&[("a", 1.0), ("b", 2.0)]), pairs(&[("b", 2.0), ("a", 1.0)])]);
+        let (_, reordered) = union_stats(&[
+            pairs(&[("a", 1.0), ("b", 2.0)]),
+            pairs(&[("b", 2.0), ("a", 1.0)]),
+        ]);
         assert_eq!(reordered, "the same keys in a different order");
     }
 }
