@@ -11,19 +11,29 @@
 //! use ezpz_burn::ddp::DataParallel;
 //! use ezpz_tracker::mpi::Mpi;
 //!
-//! let mpi = Mpi::init()?;                             // once; share it with the tracker
-//! let ddp = DataParallel::new(&mpi);                  // collective
-//! let model = ddp.broadcast_module(config.init(&device))?;   // rank 0's parameters everywhere
-//! let train = ddp.shard(train_dataset);               // this rank's share of the data
+//! #[derive(Module, Debug)]
+//! struct MyModel {
+//!     // ... layers ...
+//!     #[module(skip)]
+//!     ddp: Option<DataParallel>,                      // None: single process
+//! }
 //!
 //! impl TrainStep for MyModel {
-//!     // ... fn step(..) as usual ...
+//!     // ... type Input, type Output, fn step(..) as usual ...
 //!     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate,
 //!                 grads: GradientsParams) -> Self {
-//!         let grads = DDP.get().unwrap().all_reduce_grads(&self, grads); // mean over ranks
+//!         let grads = match &self.ddp {
+//!             Some(ddp) => ddp.all_reduce_grads(&self, grads),   // mean over ranks
+//!             None => grads,
+//!         };
 //!         optim.step(lr, self, grads)
 //!     }
 //! }
+//!
+//! let mpi = Mpi::init()?;                             // once; share it with the tracker
+//! let ddp = DataParallel::new(&mpi);                  // collective
+//! let model = ddp.broadcast_module(config.init(&device, Some(ddp.clone())))?; // rank 0's values
+//! let train = ddp.shard(train_dataset);               // this rank's share of the data
 //! ```
 //!
 //! Every rank must run the same number of steps (shards of equal length give that) and build
