@@ -4,12 +4,13 @@
 //! `ezpz-mpi-ddp-probe <outdir>`. Each rank initialises its model from a different seed, then
 //! takes rank 0's parameters with `broadcast_module`, trains `STEPS` Adam steps on its
 //! `RankShard` with `all_reduce_grads`, and logs its loss through a tracker sharing the same
-//! `Mpi` handle (rank 0 writes `<outdir>/metrics.csv` with `loss/mean|min|max|std`). Lines
+//! `Mpi` handle (rank 0 writes `<outdir>/metrics.csv` with `loss/mean|min|max|std` and
+//! `grads/global_norm/mean|min|max|std`). Lines
 //! printed (the test parses them):
 //! - `INIT rank=<r> hash=<h>` / `BCAST …` / `FINAL …`: FNV-1a of the parameters' `f32` bits
 //!   before the broadcast, after it, after training;
-//! - `NORM step=<k> rank=<r> local=<v>` and, on rank 0, `NORMSTATS step=<k> mean=… min=…
-//!   max=… std=…` from `grad_norm_stats`;
+//! - `NORM step=<k> rank=<r> local=<v>`: the rank's local gradient norm, whose cross-rank
+//!   `grads/global_norm/mean|min|max|std` (from `grad_norm_stats`) rank 0's CSV holds;
 //! - on rank 0, `MAXDIFF <v>`: the largest difference between the data-parallel parameters and
 //!   a single process trained on the concatenated batches from the same initial parameters.
 
@@ -23,7 +24,7 @@ use burn::prelude::*;
 use burn::tensor::Transaction;
 use ezpz_burn::ddp::DataParallel;
 use ezpz_tracker::mpi::Mpi;
-use ezpz_tracker::{TrackerBuilder, Value};
+use ezpz_tracker::TrackerBuilder;
 
 const STEPS: usize = 8;
 const BATCH: usize = 3;
@@ -176,27 +177,13 @@ fn main() -> ExitCode {
         };
         let (next, loss) = train_step(model, &batch, &device, &mut optim);
         model = next;
-        tracker.log([("loss", loss)]);
         let local = ddp.local_grad_norm();
         println!("NORM step={step} rank={rank} local={local:e}");
-        let stats = ddp.grad_norm_stats(local);
-        if rank == 0 {
-            let v = |i: usize| match &stats[i].1 {
-                Value::F64(v) => *v,
-                _ => f64::NAN,
-            };
-            println!(
-                "NORMSTATS step={step} {}={:e} {}={:e} {}={:e} {}={:e}",
-                stats[0].0,
-                v(0),
-                stats[1].0,
-                v(1),
-                stats[2].0,
-                v(2),
-                stats[3].0,
-                v(3)
-            );
-        }
+        // One row, as `watch` would log it: the aggregator adds loss/{mean,..} and keeps the
+        // precomputed grads/global_norm/{mean,..} as they are.
+        let mut row = ddp.grad_norm_stats(local);
+        row.push(("loss".into(), loss));
+        tracker.log(row);
     }
     let fin = params(&model);
     println!("FINAL rank={rank} hash={:016x}", hash(&fin));

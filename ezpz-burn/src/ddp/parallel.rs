@@ -7,7 +7,7 @@ use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use ezpz_tracker::mpi::{Communicator, Mpi};
-use ezpz_tracker::{Metric, Stats};
+use ezpz_tracker::Stats;
 use mpi::collective::SystemOperation;
 use mpi::topology::Communicator as _;
 use mpi::traits::*;
@@ -192,10 +192,33 @@ impl DataParallel {
 
     /// `grads/global_norm/mean`, `/min`, `/max`, `/std` (population) of every rank's local
     /// gradient norm, the same on every rank. One all-gather: a collective.
-    pub fn grad_norm_stats(&self, local_norm: f64) -> [Metric; 4] {
+    ///
+    /// The pairs fit `Tracker::log` and `Watch::observe_with`'s extra metrics; an
+    /// aggregating tracker keeps them as they are (it does not aggregate aggregates). With
+    /// `watch`, decide on every rank whether the collective runs before observing:
+    ///
+    /// ```ignore
+    /// let grads = ddp.all_reduce_grads(&self, grads);
+    /// let extra = if watch.logs_norms_next() {
+    ///     ddp.grad_norm_stats(ddp.local_grad_norm())
+    /// } else {
+    ///     Vec::new()
+    /// };
+    /// watch.observe_with(&self, &grads, |_| extra);   // + grads/global_norm of the mean
+    /// ```
+    pub fn grad_norm_stats(&self, local_norm: f64) -> Vec<(String, f64)> {
         let mut all = vec![0f64; self.inner.size];
         self.inner.comm.all_gather_into(&local_norm, &mut all[..]);
-        Stats::of(&all).metrics("grads/global_norm")
+        let s = Stats::of(&all);
+        [
+            ("mean", s.mean),
+            ("min", s.min),
+            ("max", s.max),
+            ("std", s.std),
+        ]
+        .into_iter()
+        .map(|(name, v)| (format!("grads/global_norm/{name}"), v))
+        .collect()
     }
 
     /// This rank's share of `dataset` (see [`RankShard`]).

@@ -23,6 +23,10 @@ use crate::value::Metric;
 /// rank's `(key, value)` pairs, each key of the union is aggregated over the ranks that logged
 /// it, and rank 0 warns once. Every rank must still make the same number of `log` calls.
 ///
+/// Keys that already name an aggregate (`…/mean|min|max|std`) are not aggregated again, and a
+/// key logged together with its own `key/mean` keeps the caller's figures (e.g.
+/// `grads/global_norm` beside precomputed `grads/global_norm/mean|min|max|std`).
+///
 /// [`TrackerBuilder::aggregator`]: crate::TrackerBuilder::aggregator
 /// [`TrackerBuilder::mpi`]: crate::TrackerBuilder::mpi
 /// [`Stats::of`]: crate::Stats::of
@@ -113,6 +117,7 @@ impl Aggregator for MpiAggregator {
     }
 
     fn aggregate(&self, metrics: &[(Arc<str>, f64)]) -> Vec<Metric> {
+        let metrics = &protocol::aggregatable(metrics)[..];
         let mut capacity = self.capacity.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let send = protocol::pack(metrics, *capacity);

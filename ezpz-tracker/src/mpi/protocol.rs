@@ -13,16 +13,31 @@
 //! a key count above the shared capacity grows it and repeats the round; different key lists
 //! need one more (rare) gather of the encoded `(key, value)` pairs, sized by the headers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::aggregate::Stats;
+use crate::aggregate::{is_aggregate_key, Stats};
 use crate::value::Metric;
 
 /// Header words in front of each rank's values.
 pub(crate) const HEADER: usize = 3;
 /// Values per rank the first round carries before any growth.
 pub(crate) const INITIAL_CAPACITY: usize = 32;
+
+/// The metrics worth aggregating: not those that already name an aggregate
+/// (`…/mean|min|max|std`, e.g. precomputed cross-rank figures), nor a key whose `key/mean` the
+/// caller logged in the same row (its aggregates are the caller's).
+pub(crate) fn aggregatable(metrics: &[(Arc<str>, f64)]) -> Vec<(Arc<str>, f64)> {
+    let supplied: HashSet<&str> = metrics
+        .iter()
+        .filter_map(|(k, _)| k.strip_suffix("/mean"))
+        .collect();
+    metrics
+        .iter()
+        .filter(|(k, _)| !is_aggregate_key(k) && !supplied.contains(&**k))
+        .cloned()
+        .collect()
+}
 
 /// FNV-1a over the keys in order, each followed by `0xFF` (a byte UTF-8 never contains), so
 /// `["ab"]` and `["a", "b"]` differ. Stable across processes and builds, unlike `std`'s
@@ -219,6 +234,18 @@ mod tests {
             Some((_, Value::F64(v))) => *v,
             other => panic!("{key}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn aggregates_and_keys_with_supplied_aggregates_are_left_alone() {
+        let m = pairs(&[
+            ("loss", 1.0),
+            ("grads/global_norm", 2.0),
+            ("grads/global_norm/mean", 3.0),
+            ("grads/global_norm/std", 0.5),
+            ("acc/max", 0.9),
+        ]);
+        assert_eq!(aggregatable(&m), pairs(&[("loss", 1.0)]));
     }
 
     #[test]
