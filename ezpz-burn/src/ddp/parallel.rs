@@ -47,6 +47,42 @@ pub enum Error {
 /// Runs on its own duplicate of the world communicator, so it never mixes collectives with a
 /// tracker's aggregation. Call its collectives from one thread per rank (the training
 /// thread), the same number of times on every rank.
+///
+/// A hand-written loop (with burn's `SupervisedTraining`, the all-reduce goes into
+/// `TrainStep::optimize`, see the [module docs](super)):
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use burn::data::dataset::{Dataset, InMemDataset};
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::optim::{AdamConfig, GradientsParams};
+/// use burn::prelude::*;
+/// use ezpz_burn::ddp::DataParallel;
+/// use ezpz_tracker::{mpi::Mpi, TrackerBuilder};
+///
+/// let mpi = Mpi::init()?;
+/// let tracker = TrackerBuilder::new().backends("csv").mpi(&mpi).build()?;
+/// let ddp = DataParallel::new(&mpi);
+/// let device = Device::flex().autodiff();
+/// let mut model: Linear = ddp.broadcast_module(LinearConfig::new(2, 1).init(&device))?;
+/// let data: Vec<[f32; 3]> = (0..64).map(|i| [i as f32, 1.0, 2.0 * i as f32]).collect();
+/// let shard = ddp.shard(InMemDataset::new(data));          // 64 / world_size items
+/// let mut optim = AdamConfig::new().init();
+/// for step in 0..shard.len() / 8 {
+///     let batch = shard.get_many((step * 8..step * 8 + 8).collect())?;
+///     let x: Vec<f32> = batch.iter().flat_map(|p| [p[0], p[1]]).collect();
+///     let y: Vec<f32> = batch.iter().map(|p| p[2]).collect();
+///     let x = Tensor::<2>::from_data(TensorData::new(x, [8, 2]), &device);
+///     let y = Tensor::<2>::from_data(TensorData::new(y, [8, 1]), &device);
+///     let loss = (model.forward(x) - y).powi_scalar(2).mean();
+///     tracker.log([("loss", loss.clone().into_scalar::<f64>())]);   // + loss/mean|min|max|std
+///     let grads = GradientsParams::from_grads(loss.backward(), &model);
+///     let grads = ddp.all_reduce_grads(&model, grads);              // mean over the ranks
+///     model = optim.step(1e-2, model, grads);
+/// }
+/// tracker.finish()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct DataParallel {
     inner: Arc<Inner>,
