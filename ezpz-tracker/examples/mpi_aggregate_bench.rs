@@ -2,8 +2,9 @@
 //! against the original's four all-reduces (sum, sum of squares, max, min; fp64), on the
 //! same ranks in the same run. Run it with `scripts/bench-mpi` (`mpirun -np 2`).
 //!
-//! `mpi_aggregate_bench [iterations]`: rounds alternate the two methods; each figure is the
-//! median over rounds of the slowest rank's mean time per call. Rank 0 prints `RESULT` lines.
+//! `mpi_aggregate_bench [iterations]`: rounds alternate the two methods (and the bare
+//! all-gather the aggregator makes, for reference); each figure is the median over rounds of
+//! the slowest rank's mean time per call. Rank 0 prints `RESULT` lines.
 //!
 //! [`MpiAggregator`]: ezpz_tracker::mpi::MpiAggregator
 
@@ -21,8 +22,13 @@ const KEYS: usize = 10;
 const ROUNDS: usize = 7;
 
 /// The original's `_compute_distributed_metrics`: four all-reduces, then
-/// `std = sqrt(max(E[x²] − E[x]², 0))`.
-fn four_collectives(comm: &Communicator, metrics: &[(Arc<str>, f64)]) -> Vec<Metric> {
+/// `std = sqrt(max(E[x²] − E[x]², 0))`. `names` are the aggregate names, formatted once (as
+/// the aggregator caches them), so the two methods differ only in their collectives.
+fn four_collectives(
+    comm: &Communicator,
+    metrics: &[(Arc<str>, f64)],
+    names: &[[Arc<str>; 4]],
+) -> Vec<Metric> {
     let n = comm.size() as f64;
     let values: Vec<f64> = metrics.iter().map(|(_, v)| *v).collect();
     let squares: Vec<f64> = values.iter().map(|v| v * v).collect();
@@ -35,18 +41,11 @@ fn four_collectives(comm: &Communicator, metrics: &[(Arc<str>, f64)]) -> Vec<Met
     comm.all_reduce_into(&values[..], &mut max[..], SystemOperation::max());
     comm.all_reduce_into(&values[..], &mut min[..], SystemOperation::min());
     let mut out = Vec::with_capacity(metrics.len() * 4);
-    for (i, (key, _)) in metrics.iter().enumerate() {
+    for (i, names) in names.iter().enumerate() {
         let mean = sum[i] / n;
         let std = (sq[i] / n - mean * mean).max(0.0).sqrt();
-        out.extend(
-            Stats {
-                mean,
-                min: min[i],
-                max: max[i],
-                std,
-            }
-            .metrics(key),
-        );
+        let figures = [mean, min[i], max[i], std].map(Value::F64);
+        out.extend(names.iter().cloned().zip(figures));
     }
     out
 }
@@ -89,24 +88,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect()
     };
     let batches: Vec<_> = (0..64).map(metrics).collect();
+    let names: Vec<[Arc<str>; 4]> = keys
+        .iter()
+        .map(|k| Stats::of(&[]).metrics(k).map(|(name, _)| name))
+        .collect();
     // Warm both paths (and the aggregator's capacity) up.
     time(&comm, iters / 10 + 1, |i| {
         black_box(aggregator.aggregate(&batches[i % 64]));
-        black_box(four_collectives(&comm, &batches[i % 64]));
+        black_box(four_collectives(&comm, &batches[i % 64], &names));
     });
-    let (mut one, mut four) = (Vec::new(), Vec::new());
+    // The bare collective the aggregator makes (3 header words + 32 value slots per rank),
+    // to tell MPI's share of `one` from ours.
+    let send = vec![0u64; 3 + 32];
+    let mut recv = vec![0u64; send.len() * mpi.world_size()];
+    let (mut one, mut four, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
+        bare.push(time(&comm, iters, |_| {
+            comm.all_gather_into(&send[..], &mut recv[..]);
+        }));
         one.push(time(&comm, iters, |i| {
             black_box(aggregator.aggregate(&batches[i % 64]));
         }));
         four.push(time(&comm, iters, |i| {
-            black_box(four_collectives(&comm, &batches[i % 64]));
+            black_box(four_collectives(&comm, &batches[i % 64], &names));
         }));
     }
-    let (one, four) = (median(one) * 1e6, median(four) * 1e6);
+    let (one, four, bare) = (median(one) * 1e6, median(four) * 1e6, median(bare) * 1e6);
     // Sanity: both give the same aggregates for the same input (std up to rounding).
     let a = aggregator.aggregate(&batches[0]);
-    let b = four_collectives(&comm, &batches[0]);
+    let b = four_collectives(&comm, &batches[0], &names);
     if mpi.is_main() {
         let mean = |m: &[Metric]| match &m[0].1 {
             Value::F64(v) => *v,
@@ -120,6 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("RESULT agg_one_collective_us {one:.3}");
         println!("RESULT agg_four_collectives_us {four:.3}");
         println!("RESULT agg_four_over_one_ratio {:.3}", four / one);
+        println!("RESULT bare_allgather_us {bare:.3}");
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use ::mpi::topology::Communicator as _;
 use ::mpi::traits::*;
 use ::mpi::Count;
 
-use super::protocol::{self, Plan};
+use super::protocol::{self, NameCache, Plan};
 use super::Communicator;
 use crate::aggregate::Aggregator;
 use crate::value::Metric;
@@ -35,10 +35,17 @@ pub struct MpiAggregator {
     comm: Communicator,
     rank: usize,
     size: usize,
+    state: Mutex<State>,
+    warned: AtomicBool,
+}
+
+#[derive(Debug)]
+struct State {
     /// Values per rank a round carries; identical on every rank (only changed from gathered
     /// data every rank sees).
-    capacity: Mutex<usize>,
-    warned: AtomicBool,
+    capacity: usize,
+    /// Rank 0's aggregate names for the last key list.
+    names: NameCache,
 }
 
 impl MpiAggregator {
@@ -48,7 +55,10 @@ impl MpiAggregator {
             rank: comm.rank() as usize,
             size: comm.size() as usize,
             comm,
-            capacity: Mutex::new(protocol::INITIAL_CAPACITY),
+            state: Mutex::new(State {
+                capacity: protocol::INITIAL_CAPACITY,
+                names: NameCache::default(),
+            }),
             warned: AtomicBool::new(false),
         }
     }
@@ -117,23 +127,30 @@ impl Aggregator for MpiAggregator {
     }
 
     fn aggregate(&self, metrics: &[(Arc<str>, f64)]) -> Vec<Metric> {
-        let metrics = &protocol::aggregatable(metrics)[..];
-        let mut capacity = self.capacity.lock().unwrap_or_else(|e| e.into_inner());
+        let metrics = &*protocol::aggregatable(metrics);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *state;
         loop {
-            let send = protocol::pack(metrics, *capacity);
+            let send = protocol::pack(metrics, state.capacity);
             let mut gathered = vec![0u64; send.len() * self.size];
             self.comm.all_gather_into(&send[..], &mut gathered[..]);
-            match protocol::plan(&gathered, self.size, *capacity) {
+            match protocol::plan(&gathered, self.size, state.capacity) {
                 Plan::Uniform if self.rank != 0 => return Vec::new(),
                 Plan::Uniform => {
-                    return protocol::uniform_stats(metrics, &gathered, self.size, *capacity)
+                    return protocol::uniform_stats(
+                        metrics,
+                        &gathered,
+                        self.size,
+                        state.capacity,
+                        &mut state.names,
+                    )
                 }
-                Plan::Grow { capacity: grown } => *capacity = grown,
+                Plan::Grow { capacity } => state.capacity = capacity,
                 Plan::Mismatch {
                     byte_counts,
-                    capacity: grown,
+                    capacity,
                 } => {
-                    *capacity = grown;
+                    state.capacity = capacity;
                     return self.aggregate_union(metrics, &byte_counts);
                 }
             }

@@ -13,11 +13,12 @@
 //! a key count above the shared capacity grows it and repeats the round; different key lists
 //! need one more (rare) gather of the encoded `(key, value)` pairs, sized by the headers.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::aggregate::{is_aggregate_key, Stats};
-use crate::value::Metric;
+use crate::value::{Metric, Value};
 
 /// Header words in front of each rank's values.
 pub(crate) const HEADER: usize = 3;
@@ -27,7 +28,10 @@ pub(crate) const INITIAL_CAPACITY: usize = 32;
 /// The metrics worth aggregating: not those that already name an aggregate
 /// (`…/mean|min|max|std`, e.g. precomputed cross-rank figures), nor a key whose `key/mean` the
 /// caller logged in the same row (its aggregates are the caller's).
-pub(crate) fn aggregatable(metrics: &[(Arc<str>, f64)]) -> Vec<(Arc<str>, f64)> {
+pub(crate) fn aggregatable(metrics: &[(Arc<str>, f64)]) -> Cow<'_, [(Arc<str>, f64)]> {
+    if !metrics.iter().any(|(k, _)| is_aggregate_key(k)) {
+        return Cow::Borrowed(metrics); // the common case: nothing to filter, nothing to copy
+    }
     let supplied: HashSet<&str> = metrics
         .iter()
         .filter_map(|(k, _)| k.strip_suffix("/mean"))
@@ -108,6 +112,29 @@ pub(crate) fn plan(gathered: &[u64], world: usize, capacity: usize) -> Plan {
     }
 }
 
+/// The four aggregate names of each key of a key list, formatted once per distinct list
+/// (formatting them on every call would cost more than the collective itself).
+#[derive(Debug, Default)]
+pub(crate) struct NameCache {
+    hash: Option<u64>,
+    names: Vec<[Arc<str>; 4]>,
+}
+
+impl NameCache {
+    /// The names for `metrics`, whose [`key_hash`] is `hash`.
+    fn get(&mut self, metrics: &[(Arc<str>, f64)], hash: u64) -> &[[Arc<str>; 4]] {
+        if self.hash != Some(hash) || self.names.len() != metrics.len() {
+            // `Stats::metrics` owns the naming convention (`key/mean|min|max|std`, in order).
+            self.names = metrics
+                .iter()
+                .map(|(key, _)| Stats::of(&[]).metrics(key).map(|(name, _)| name))
+                .collect();
+            self.hash = Some(hash);
+        }
+        &self.names
+    }
+}
+
 /// Aggregates of a [`Plan::Uniform`] round: key `i`'s values are word `HEADER + i` of each
 /// rank's slot, in rank order.
 pub(crate) fn uniform_stats(
@@ -115,14 +142,19 @@ pub(crate) fn uniform_stats(
     gathered: &[u64],
     world: usize,
     capacity: usize,
+    names: &mut NameCache,
 ) -> Vec<Metric> {
     let stride = HEADER + capacity;
+    // Every rank's header carries the same hash in a uniform round.
+    let names = names.get(metrics, gathered[0]);
     let mut values = Vec::with_capacity(world);
     let mut out = Vec::with_capacity(metrics.len() * 4);
-    for (i, (key, _)) in metrics.iter().enumerate() {
+    for (i, names) in names.iter().enumerate() {
         values.clear();
         values.extend((0..world).map(|r| f64::from_bits(gathered[r * stride + HEADER + i])));
-        out.extend(Stats::of(&values).metrics(key));
+        let s = Stats::of(&values);
+        let figures = [s.mean, s.min, s.max, s.std];
+        out.extend(names.iter().cloned().zip(figures.map(Value::F64)));
     }
     out
 }
@@ -218,7 +250,6 @@ fn list(ranks: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::Value;
 
     fn pairs(items: &[(&str, f64)]) -> Vec<(Arc<str>, f64)> {
         items.iter().map(|(k, v)| (Arc::from(*k), *v)).collect()
@@ -245,7 +276,9 @@ mod tests {
             ("grads/global_norm/std", 0.5),
             ("acc/max", 0.9),
         ]);
-        assert_eq!(aggregatable(&m), pairs(&[("loss", 1.0)]));
+        assert_eq!(&*aggregatable(&m), &pairs(&[("loss", 1.0)])[..]);
+        let plain = pairs(&[("loss", 1.0), ("lr", 0.1)]);
+        assert!(matches!(aggregatable(&plain), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -277,7 +310,8 @@ mod tests {
             .collect();
         let g = gather(&ranks, INITIAL_CAPACITY);
         assert_eq!(plan(&g, 3, INITIAL_CAPACITY), Plan::Uniform);
-        let out = uniform_stats(&ranks[0], &g, 3, INITIAL_CAPACITY);
+        let mut names = NameCache::default();
+        let out = uniform_stats(&ranks[0], &g, 3, INITIAL_CAPACITY, &mut names);
         let keys: Vec<&str> = out.iter().map(|(k, _)| &**k).collect();
         assert_eq!(
             keys,
@@ -299,13 +333,31 @@ mod tests {
     }
 
     #[test]
+    fn names_are_formatted_once_per_key_list() {
+        let mut names = NameCache::default();
+        let a = pairs(&[("loss", 1.0)]);
+        let first = names.get(&a, key_hash(&a))[0][0].clone();
+        assert_eq!(&*first, "loss/mean");
+        assert!(Arc::ptr_eq(&first, &names.get(&a, key_hash(&a))[0][0]));
+        let b = pairs(&[("acc", 1.0), ("loss", 1.0)]);
+        let names_b = names.get(&b, key_hash(&b));
+        assert_eq!(&*names_b[1][3], "loss/std");
+    }
+
+    #[test]
     fn large_values_with_small_spread_keep_the_exact_population_std() {
         let xs = [
             123_880.0, 123_880.1, 123_880.2, 123_880.3, 123_880.4, 123_880.5,
         ];
         let ranks: Vec<_> = xs.iter().map(|&x| pairs(&[("tokens", x)])).collect();
         let g = gather(&ranks, INITIAL_CAPACITY);
-        let out = uniform_stats(&ranks[0], &g, 6, INITIAL_CAPACITY);
+        let out = uniform_stats(
+            &ranks[0],
+            &g,
+            6,
+            INITIAL_CAPACITY,
+            &mut NameCache::default(),
+        );
         let mean = xs.iter().sum::<f64>() / 6.0;
         let exact = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 6.0).sqrt();
         let std = value(&out, "tokens/std");
