@@ -302,7 +302,7 @@ fn data_parallel_matches_single_process(np: usize) {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let run = mpirun(np, program, &[out.to_str().unwrap()]);
+    let run = mpirun(np, program, &["train", out.to_str().unwrap()]);
     let (init, bcast, fin) = (
         hashes(&run.stdout, "INIT"),
         hashes(&run.stdout, "BCAST"),
@@ -367,4 +367,24 @@ fn mpi_data_parallel_matches_single_process_np2() {
 #[test]
 fn mpi_data_parallel_matches_single_process_np4() {
     data_parallel_matches_single_process(4);
+}
+
+#[test]
+fn mpi_different_models_are_refused_on_every_rank_np2() {
+    let Some(program) = probe("ddp") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = mpirun(2, program, &["mismatch", dir.path().to_str().unwrap()]);
+    for r in 0..2 {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("REFUSED rank={r}: ")))
+            .unwrap_or_else(|| panic!("rank {r} went on with a different model:\n{}", run.stdout));
+        assert!(
+            line.contains("rank 1's model has 4 parameter tensors with 55 values in all, rank 0's has 4 with 49"),
+            "{line}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Started by `tests/mpi.rs` under `mpirun`: trains a small MLP data-parallel for a few steps
 //! and prints what the test compares across ranks.
 //!
-//! `ezpz-mpi-ddp-probe <outdir>`. Each rank initialises its model from a different seed, then
+//! `ezpz-mpi-ddp-probe train <outdir>`. Each rank initialises its model from a different seed, then
 //! takes rank 0's parameters with `broadcast_module`, trains `STEPS` Adam steps on its
 //! `RankShard` with `all_reduce_grads`, and logs its loss through a tracker sharing the same
 //! `Mpi` handle (rank 0 writes `<outdir>/metrics.csv` with `loss/mean|min|max|std` and
@@ -13,6 +13,9 @@
 //!   `grads/global_norm/mean|min|max|std` (from `grad_norm_stats`) rank 0's CSV holds;
 //! - on rank 0, `MAXDIFF <v>`: the largest difference between the data-parallel parameters and
 //!   a single process trained on the concatenated batches from the same initial parameters.
+//!
+//! `ezpz-mpi-ddp-probe mismatch <outdir>`: rank 1 builds a wider model; every rank prints
+//! `REFUSED rank=<r>: <error>` from `broadcast_module` and stops.
 
 use std::process::ExitCode;
 
@@ -42,11 +45,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(device: &Device, ddp: Option<DataParallel>) -> Self {
+    fn new(device: &Device, width: usize, ddp: Option<DataParallel>) -> Self {
         Mlp {
-            hidden: LinearConfig::new(4, 8).init(device),
+            hidden: LinearConfig::new(4, width).init(device),
             act: Relu::new(),
-            out: LinearConfig::new(8, 1).init(device),
+            out: LinearConfig::new(width, 1).init(device),
             ddp,
         }
     }
@@ -126,8 +129,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let Some(outdir) = std::env::args().nth(1) else {
-        eprintln!("usage: ezpz-mpi-ddp-probe <outdir>");
+    let args: Vec<String> = std::env::args().collect();
+    let [_, scenario, outdir] = &args[..] else {
+        eprintln!("usage: ezpz-mpi-ddp-probe <train|mismatch> <outdir>");
         return ExitCode::from(2);
     };
     let mpi = match Mpi::init() {
@@ -140,17 +144,28 @@ fn main() -> ExitCode {
     let tracker = TrackerBuilder::new()
         .project("mpi-ddp-probe")
         .backends("csv")
-        .outdir(&outdir)
+        .outdir(outdir)
         .mpi(&mpi)
         .build_lossy();
     let ddp = DataParallel::new(&mpi);
     let (rank, world) = (ddp.rank(), ddp.world_size());
     let device = Device::flex().autodiff();
     device.seed(1000 + rank as u64);
-    let model = Mlp::new(&device, Some(ddp.clone()));
+    // `mismatch`: rank 1 builds a wider model; every rank must get the error.
+    let width = if scenario == "mismatch" && rank == 1 {
+        9
+    } else {
+        8
+    };
+    let model = Mlp::new(&device, width, Some(ddp.clone()));
     println!("INIT rank={rank} hash={:016x}", hash(&params(&model)));
     let model = match ddp.broadcast_module(model) {
         Ok(m) => m,
+        Err(e) if scenario == "mismatch" => {
+            println!("REFUSED rank={rank}: {e}");
+            println!("DONE rank={rank}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("rank {rank}: {e}");
             return ExitCode::FAILURE;

@@ -60,14 +60,14 @@ pub(crate) fn layout<M: Module>(module: &M) -> Layout {
     }
 }
 
-/// Reads `tx`'s tensors and appends them to `out` as `f32`; `None` (nothing appended) when
-/// the device or the conversion fails.
-fn read_into(tx: Transaction, out: &mut Vec<Vec<f32>>) -> Option<()> {
-    let data = tx.try_execute().ok()?;
+/// Reads `tx`'s tensors and appends them to `out` as `f32`; the reason when the device or the
+/// conversion fails (then `out` may hold part of them).
+fn read_into(tx: Transaction, out: &mut Vec<Vec<f32>>) -> Result<(), String> {
+    let data = tx.try_execute().map_err(|e| format!("{e:?}"))?;
     for d in data {
-        out.push(d.try_into_vec_as::<f32>().ok()?);
+        out.push(d.try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?);
     }
-    Some(())
+    Ok(())
 }
 
 struct ParamReader {
@@ -80,16 +80,16 @@ impl ModuleVisitor for ParamReader {
     }
 }
 
-/// All float parameter values in visit order, concatenated; `None` when the device read
+/// All float parameter values in visit order, concatenated; the reason when the device read
 /// fails.
-pub(crate) fn read_params<M: Module>(module: &M) -> Option<Vec<f32>> {
+pub(crate) fn read_params<M: Module>(module: &M) -> Result<Vec<f32>, String> {
     let mut reader = ParamReader {
         tx: Transaction::default(),
     };
     module.visit(&mut reader);
     let mut parts = Vec::new();
     read_into(reader.tx, &mut parts)?;
-    Some(parts.concat())
+    Ok(parts.concat())
 }
 
 struct ParamWriter<'a> {
@@ -158,8 +158,8 @@ pub(crate) struct PackedGrads {
     /// ranks contributed each gradient.
     pub buffer: Vec<f32>,
     slots: Vec<Slot>,
-    /// Whether the device read succeeded (else this rank contributes nothing).
-    pub read_ok: bool,
+    /// Why the device read failed, if it did (then this rank contributes nothing).
+    pub read_error: Option<String>,
 }
 
 impl PackedGrads {
@@ -190,7 +190,8 @@ pub(crate) fn take_grads<M: Module>(module: &M, grads: &mut GradientsParams) -> 
     let elements: usize = slots.iter().map(|s| s.len).sum();
     let mut buffer = Vec::with_capacity(elements + slots.len());
     let mut parts = Vec::new();
-    let read_ok = read_into(tx, &mut parts).is_some();
+    let read_error = read_into(tx, &mut parts).err();
+    let read_ok = read_error.is_none();
     let mut parts = parts.into_iter();
     for (slot, &here) in slots.iter().zip(&present) {
         match (here && read_ok).then(|| parts.next()).flatten() {
@@ -206,7 +207,7 @@ pub(crate) fn take_grads<M: Module>(module: &M, grads: &mut GradientsParams) -> 
     PackedGrads {
         buffer,
         slots,
-        read_ok,
+        read_error,
     }
 }
 
@@ -334,7 +335,7 @@ mod tests {
                 .unwrap(),
         );
         let packed = take_grads(&model, &mut grads);
-        assert!(packed.read_ok);
+        assert_eq!(packed.read_error, None);
         assert_eq!(grads.len(), 0, "every gradient was moved into the buffer");
         let elements = layout(&model).elements;
         assert_eq!(packed.buffer.len(), elements + 6);

@@ -49,4 +49,4 @@ pub use shard::RankShard;
 #[cfg(feature = "mpi")]
 mod parallel;
 #[cfg(feature = "mpi")]
-pub use parallel::{DataParallel, Error};
+pub use parallel::DataParallel;

@@ -14,33 +14,7 @@ use mpi::traits::*;
 
 use super::flat::{self, Layout};
 use super::RankShard;
-
-/// Why data-parallel setup failed (the same error on every rank, so all stop together).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Ranks built different models, so their parameters cannot be exchanged.
-    #[error(
-        "rank {rank}'s model has {params} parameter tensors with {elements} values in all, \
-         rank 0's has {params0} with {elements0} (or the shapes differ): build the same \
-         model on every rank"
-    )]
-    ModelMismatch {
-        /// The first rank that differs from rank 0.
-        rank: usize,
-        /// Its parameter tensor count.
-        params: usize,
-        /// Its parameter value count.
-        elements: usize,
-        /// Rank 0's parameter tensor count.
-        params0: usize,
-        /// Rank 0's parameter value count.
-        elements0: usize,
-    },
-    /// Rank 0 could not read its parameters from the device.
-    #[error("rank 0 could not read its model parameters from the device")]
-    Read,
-}
+use crate::{Error, Result};
 
 /// Data-parallel training over MPI ranks; cheap to clone, shareable between threads.
 ///
@@ -134,19 +108,19 @@ impl DataParallel {
     /// # Errors
     /// A rank's model differs from rank 0's, or rank 0 cannot read its parameters; every
     /// rank returns the error.
-    pub fn broadcast_module<M: Module>(&self, module: M) -> Result<M, Error> {
+    pub fn broadcast_module<M: Module>(&self, module: M) -> Result<M> {
         let comm = &self.inner.comm;
         let mine = flat::layout(&module);
         let mut flat = if self.is_main() {
             flat::read_params(&module)
         } else {
-            Some(vec![0f32; mine.elements])
+            Ok(vec![0f32; mine.elements])
         };
         let header = [
             mine.fingerprint,
             mine.params as u64,
             mine.elements as u64,
-            u64::from(flat.is_some()),
+            u64::from(flat.is_ok()),
         ];
         let mut all = vec![0u64; header.len() * self.inner.size];
         comm.all_gather_into(&header[..], &mut all[..]);
@@ -163,7 +137,10 @@ impl DataParallel {
             .collect();
         let (first, read_ok) = layouts[0];
         if !read_ok {
-            return Err(Error::Read);
+            return Err(match flat {
+                Err(e) => Error::Readback(e),
+                Ok(_) => Error::Readback("rank 0 could not read its model parameters".into()),
+            });
         }
         if let Some((rank, (other, _))) = layouts.iter().enumerate().find(|(_, l)| l.0 != first) {
             return Err(Error::ModelMismatch {
@@ -174,9 +151,7 @@ impl DataParallel {
                 elements0: first.elements,
             });
         }
-        let Some(buffer) = flat.as_mut() else {
-            return Err(Error::Read);
-        };
+        let buffer = flat.as_mut().map_err(|e| Error::Readback(e.clone()))?;
         comm.process_at_rank(0).broadcast_into(&mut buffer[..]);
         Ok(if self.is_main() {
             module
@@ -200,10 +175,10 @@ impl DataParallel {
         mut grads: GradientsParams,
     ) -> GradientsParams {
         let packed = flat::take_grads(module, &mut grads);
-        if !packed.read_ok {
+        if let Some(e) = &packed.read_error {
             tracing::warn!(
-                "ezpz: rank {} could not read its gradients from the device; this step uses \
-                 the other ranks' mean",
+                "ezpz: rank {} could not read its gradients from the device ({e}); this step \
+                 uses the other ranks' mean",
                 self.inner.rank
             );
         }
