@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod examples;
 
 use std::path::PathBuf;
 

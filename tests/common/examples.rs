@@ -1,0 +1,151 @@
+//! Finding and running the workspace's example binaries from the root tests.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The example binary `name`, built with this test's profile and features.
+///
+/// Cargo sets `CARGO_BIN_EXE_*` only for `[[bin]]` targets, so the example is found where
+/// `cargo test` put it: `<target>/<profile>/examples/<name>`, next to this test binary's
+/// `deps/` folder. A plain `cargo test` (what `scripts/test` runs) builds every example with
+/// the same features as the tests, so that copy is current. When it is missing, or its
+/// `--version` names other features (left by a build with other flags), this builds it with
+/// `cargo build --example` and the features compiled into this test. A filtered run (`cargo
+/// test --test vit`) does not rebuild an example whose code changed: run `cargo test`.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary under <target>/<profile>/deps");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    // One build per test process, however many tests ask at once.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !bin.is_file() || !has_test_features(&bin) {
+        build_example(name, profile_dir);
+    }
+    assert!(
+        has_test_features(&bin),
+        "{} is not built with this test's features ({})",
+        bin.display(),
+        features().join(", ")
+    );
+    bin
+}
+
+/// The cargo features of this test build among those the examples know.
+fn features() -> Vec<&'static str> {
+    [
+        ("mpi", cfg!(feature = "mpi")),
+        ("ndarray", cfg!(feature = "ndarray")),
+        ("wgpu", cfg!(feature = "wgpu")),
+        ("cuda", cfg!(feature = "cuda")),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(f, _)| *f)
+    .collect()
+}
+
+/// Whether `bin --version` ends with `(features: …)` listing exactly this test's features.
+fn has_test_features(bin: &std::path::Path) -> bool {
+    let Ok(out) = Command::new(bin).arg("--version").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(list) = text
+        .trim()
+        .rsplit_once("(features: ")
+        .map(|(_, l)| l.trim_end_matches(')'))
+    else {
+        return false;
+    };
+    let mut built: Vec<&str> = list.split(", ").filter(|f| *f != "none").collect();
+    let mut wanted = features();
+    built.sort_unstable();
+    wanted.sort_unstable();
+    built == wanted
+}
+
+fn build_example(name: &str, profile_dir: &std::path::Path) {
+    let features = features();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--example", name]);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        cmd.arg("--release");
+    }
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    if let Some(target) = profile_dir.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build --example {name} failed");
+}
+
+/// `mpirun` on this machine, if any.
+pub fn mpirun() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("mpirun"))
+        .find(|p| p.is_file())
+}
+
+/// A command for `mpirun -np <ranks>`, with OpenMPI's switches for running as root and for
+/// more ranks than cores (environment variables, which MPICH ignores instead of rejecting).
+pub fn mpirun_command(mpirun: &std::path::Path, ranks: usize) -> Command {
+    let mut cmd = Command::new(mpirun);
+    cmd.args(["-np", &ranks.to_string()])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
+    cmd
+}
+
+/// Runs `cmd` with piped output, killing it (and failing the test) after `limit`: a hung
+/// collective must fail the test, not stall the suite.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the example");
+    // Drain both pipes on threads so a chatty child never blocks on a full pipe.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut v).ok();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut v).ok();
+        v
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the example") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+            panic!("still running after {limit:?}, killed; stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
