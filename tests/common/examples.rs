@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 /// Cargo sets `CARGO_BIN_EXE_*` only for `[[bin]]` targets, so the example is found where
 /// `cargo test` put it: `<target>/<profile>/examples/<name>`, next to this test binary's
 /// `deps/` folder. A plain `cargo test` (what `scripts/test` runs) builds every example with
-/// the same features as the tests, so that copy is current. When it is missing, or its
-/// `--version` names other features (left by a build with other flags), this builds it with
-/// `cargo build --example` and the features compiled into this test. A filtered run (`cargo
-/// test --test vit`) does not rebuild an example whose code changed: run `cargo test`.
+/// the same features as the tests, so that copy is current. When it is missing, older than
+/// the example's own sources, or its `--version` names other features (left by a build with
+/// other flags), as after a filtered `cargo test --test vit`, this builds it with `cargo build
+/// --example` and the features compiled into this test.
 pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
@@ -25,7 +25,7 @@ pub fn example_binary(name: &str) -> PathBuf {
     // One build per test process, however many tests ask at once.
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !bin.is_file() || !has_test_features(&bin) {
+    if !bin.is_file() || older_than_sources(&bin, name) || !has_test_features(&bin) {
         build_example(name, profile_dir);
     }
     assert!(
@@ -35,6 +35,28 @@ pub fn example_binary(name: &str) -> PathBuf {
         features().join(", ")
     );
     bin
+}
+
+/// Whether a file of `examples/<name>.rs` or `examples/<name>/` is newer than `bin`.
+fn older_than_sources(bin: &std::path::Path, name: &str) -> bool {
+    fn newest(path: &std::path::Path) -> Option<std::time::SystemTime> {
+        let meta = std::fs::metadata(path).ok()?;
+        if !meta.is_dir() {
+            return meta.modified().ok();
+        }
+        std::fs::read_dir(path)
+            .ok()?
+            .flatten()
+            .filter_map(|e| newest(&e.path()))
+            .max()
+    }
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let sources = [examples.join(format!("{name}.rs")), examples.join(name)]
+        .iter()
+        .filter_map(|p| newest(p))
+        .max();
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
+    matches!((sources, built), (Some(s), Some(b)) if s > b)
 }
 
 /// The cargo features of this test build among those the examples know.

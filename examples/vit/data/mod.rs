@@ -99,7 +99,7 @@ pub struct ImageItem {
     /// Pixel values after normalisation.
     pub pixels: Vec<f32>,
     /// Class index.
-    pub label: u8,
+    pub label: usize,
 }
 
 /// Images stored as bytes (`n × C × H × W`), normalised per channel when read.
@@ -159,7 +159,7 @@ impl Dataset<ImageItem> for ByteImages {
             .collect();
         Ok(ImageItem {
             pixels,
-            label: self.labels[index],
+            label: usize::from(self.labels[index]),
         })
     }
 

@@ -91,10 +91,7 @@ impl Dataset<ImageItem> for SyntheticDataset {
                 }
             }
         }
-        Ok(ImageItem {
-            pixels,
-            label: label as u8,
-        })
+        Ok(ImageItem { pixels, label })
     }
 
     fn len(&self) -> usize {
@@ -146,6 +143,17 @@ mod tests {
     }
 
     #[test]
+    fn labels_cover_more_classes_than_a_byte_holds() {
+        let d = SyntheticDataset::new(3, 0, 4000, 4, 1000, 1.0);
+        let labels: Vec<usize> = (0..4000).map(|i| d.get(i).unwrap().label).collect();
+        assert!(labels.iter().all(|&l| l < 1000));
+        assert!(
+            labels.iter().any(|&l| l > 255),
+            "the original's 1000 classes"
+        );
+    }
+
+    #[test]
     fn classes_are_balanced_and_separable_by_a_matched_filter() {
         // Correlating with each class's noiseless grating (best phase) must recover the label
         // far above chance: the task is learnable.
@@ -155,7 +163,7 @@ mod tests {
         let mut correct = 0;
         for i in 0..n {
             let item = d.get(i).unwrap();
-            counts[item.label as usize] += 1;
+            counts[item.label] += 1;
             let score = |c: &ClassPattern| {
                 let (mut re, mut im) = (0.0f32, 0.0f32);
                 for (ch, tint) in c.tint.iter().enumerate() {
@@ -173,7 +181,7 @@ mod tests {
             let best = (0..k)
                 .max_by(|&a, &b| score(&d.classes[a]).total_cmp(&score(&d.classes[b])))
                 .unwrap();
-            correct += usize::from(best == item.label as usize);
+            correct += usize::from(best == item.label);
         }
         assert!(counts.iter().all(|&c| c > n / k / 2), "{counts:?}");
         assert!(correct > n * 8 / 10, "matched filter got {correct}/{n}");
