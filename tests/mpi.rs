@@ -274,6 +274,71 @@ fn mpi_mismatched_keys_finish_and_warn_np4() {
     mismatched_keys_finish_and_warn(4);
 }
 
+/// Rows logged from two threads per rank, in a different order on each rank: every row is
+/// matched with the other ranks' row of the same step and key, and nothing hangs.
+fn rows_from_several_threads_are_matched(np: usize) {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun(np, program, &["threads", out.to_str().unwrap()]);
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 40, "20 steps × 2 threads on rank 0");
+    let mut seen = std::collections::HashSet::new();
+    for row in &rows {
+        let step = num(row, "step");
+        let (key, scale) = if row.contains_key("a") { ("a", 1.0) } else { ("b", 10.0) };
+        let values: Vec<f64> = (0..np).map(|r| scale * step + r as f64).collect();
+        assert_aggregates(row, key, &values);
+        assert!(seen.insert((key, step as u64)), "one `{key}` row per step");
+    }
+    assert!(
+        !run.stderr.contains("different metric keys") && !run.stderr.contains("dropped"),
+        "every row found its match:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn mpi_rows_from_several_threads_are_matched_np2() {
+    rows_from_several_threads_are_matched(2);
+}
+
+#[test]
+fn mpi_rows_from_several_threads_are_matched_np4() {
+    rows_from_several_threads_are_matched(4);
+}
+
+/// Ranks that log different numbers of rows finish (the original hangs): rank 0's extra
+/// row is aggregated over rank 0 alone, the other ranks' extra rows are dropped, both warned.
+#[test]
+fn mpi_uneven_row_counts_finish_and_warn_np3() {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun(3, program, &["uneven", out.to_str().unwrap()]);
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 6, "rank 0's rows: steps 0..=5");
+    for (step, row) in rows.iter().take(5).enumerate() {
+        let values: Vec<f64> = (0..3).map(|r| (step + r) as f64).collect();
+        assert_aggregates(row, "x", &values);
+    }
+    assert_aggregates(&rows[5], "x", &[5.0]);
+    assert!(
+        run.stderr.contains("no matching row from rank(s) 1,2"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("1 row(s) logged on other ranks had no row of rank 0"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// `KEY rank=<r> hash=<h>` lines as rank → hash.
 fn hashes(stdout: &str, key: &str) -> Vec<String> {
     let mut out: Vec<(usize, String)> = stdout

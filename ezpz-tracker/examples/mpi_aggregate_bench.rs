@@ -1,19 +1,20 @@
-//! The cost of one cross-rank aggregation of 10 scalars: [`MpiAggregator`] (one all-gather)
-//! against the original's four all-reduces (sum, sum of squares, max, min; fp64), on the
-//! same ranks in the same run. Run it with `scripts/bench-mpi` (`mpirun -np 2`).
+//! What cross-rank aggregation of 10 scalars costs the logging thread: `Tracker::log` with
+//! `TrackerBuilder::mpi` (the row goes to the aggregation thread; no MPI call) against the
+//! original's way, four all-reduces per call (sum, sum of squares, max, min; fp64) and then a
+//! plain `log`, on the same ranks in the same run. Run it with `scripts/bench-mpi`
+//! (`mpirun -np 2`).
 //!
-//! `mpi_aggregate_bench [iterations]`: rounds alternate the two methods (and the bare
-//! all-gather the aggregator makes, for reference); each figure is the median over rounds of
-//! the slowest rank's mean time per call. Rank 0 prints `RESULT` lines.
-//!
-//! [`MpiAggregator`]: ezpz_tracker::mpi::MpiAggregator
+//! `mpi_aggregate_bench [iterations]`: each figure is the median over rounds of the slowest
+//! rank's mean time per call; `finish` (every row aggregated and delivered) is timed once.
+//! Both trackers write CSV on rank 0, and the ezpz one's last row is checked against the
+//! four all-reduces' figures. Rank 0 prints `RESULT` lines.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ezpz_tracker::mpi::{Communicator, Mpi};
-use ezpz_tracker::{Aggregator, Metric, Stats, Value};
+use ezpz_tracker::{Metric, Stats, TrackerBuilder, Value};
 use mpi::collective::SystemOperation;
 use mpi::topology::Communicator as _;
 use mpi::traits::*;
@@ -75,62 +76,77 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(20_000);
     let mpi = Mpi::init()?;
-    let aggregator = mpi.aggregator();
     let comm = mpi.communicator();
     let rank = mpi.rank() as f64;
     let keys: Vec<Arc<str>> = (0..KEYS)
         .map(|k| Arc::from(format!("train/m{k}")))
         .collect();
-    let metrics = |i: usize| -> Vec<(Arc<str>, f64)> {
+    let metrics = |i: usize| -> Vec<Metric> {
         keys.iter()
             .enumerate()
-            .map(|(k, key)| (key.clone(), 1000.0 + k as f64 + 0.01 * i as f64 + rank))
+            .map(|(k, key)| {
+                let v = 1000.0 + k as f64 + 0.01 * (i % 64) as f64 + rank;
+                (key.clone(), Value::F64(v))
+            })
             .collect()
     };
-    let batches: Vec<_> = (0..64).map(metrics).collect();
+    let batches: Vec<Vec<Metric>> = (0..64).map(metrics).collect();
+    let pairs = |m: &[Metric]| -> Vec<(Arc<str>, f64)> {
+        m.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect()
+    };
     let names: Vec<[Arc<str>; 4]> = keys
         .iter()
         .map(|k| Stats::of(&[]).metrics(k).map(|(name, _)| name))
         .collect();
-    // Warm both paths (and the aggregator's capacity) up.
-    time(&comm, iters / 10 + 1, |i| {
-        black_box(aggregator.aggregate(&batches[i % 64]));
-        black_box(four_collectives(&comm, &batches[i % 64], &names));
-    });
-    // The bare collective the aggregator makes (3 header words + 32 value slots per rank),
-    // to tell MPI's share of `one` from ours.
-    let send = vec![0u64; 3 + 32];
-    let mut recv = vec![0u64; send.len() * mpi.world_size()];
-    let (mut one, mut four, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    let dir = std::env::temp_dir().join(format!("ezpz-mpi-bench-{}", std::process::id()));
+    let build = |sub: &str| {
+        TrackerBuilder::new()
+            .backends("csv")
+            .outdir(dir.join(sub))
+            .report(false)
+    };
+    let ezpz = build("ezpz").mpi(&mpi).build()?;
+    let plain = build("plain").rank_info(mpi.rank_info()).build()?;
+    let (mut one, mut four) = (Vec::new(), Vec::new());
+    let mut step = 0u64;
     for _ in 0..ROUNDS {
-        bare.push(time(&comm, iters, |_| {
-            comm.all_gather_into(&send[..], &mut recv[..]);
+        four.push(time(&comm, iters, |i| {
+            let aggregates = four_collectives(&comm, &pairs(&batches[i % 64]), &names);
+            let mut row = batches[i % 64].clone();
+            row.extend(aggregates);
+            plain.log_at(step + i as u64, black_box(row));
         }));
         one.push(time(&comm, iters, |i| {
-            black_box(aggregator.aggregate(&batches[i % 64]));
+            ezpz.log_at(step + i as u64, black_box(batches[i % 64].clone()));
         }));
-        four.push(time(&comm, iters, |i| {
-            black_box(four_collectives(&comm, &batches[i % 64], &names));
-        }));
+        step += iters as u64;
     }
-    let (one, four, bare) = (median(one) * 1e6, median(four) * 1e6, median(bare) * 1e6);
-    // Sanity: both give the same aggregates for the same input (std up to rounding).
-    let a = aggregator.aggregate(&batches[0]);
-    let b = four_collectives(&comm, &batches[0], &names);
+    let start = Instant::now();
+    ezpz.finish()?;
+    let finish_ms = start.elapsed().as_secs_f64() * 1e3;
+    plain.finish()?;
+    let (one, four) = (median(one) * 1e6, median(four) * 1e6);
     if mpi.is_main() {
-        let mean = |m: &[Metric]| match &m[0].1 {
-            Value::F64(v) => *v,
-            _ => f64::NAN,
-        };
-        assert_eq!(mean(&a), mean(&b), "both methods agree on the mean");
+        // Sanity: the aggregation thread's figures for the last row are the all-reduces'.
+        let last = ezpz.last_record().ok_or("no row reached the backends")?;
+        let expected = four_collectives_local(&pairs(&batches[(iters - 1) % 64]), mpi.world_size());
+        let got = last.get("train/m0/mean").and_then(|v| v.as_f64());
+        assert_eq!(got, Some(expected), "both methods agree on the mean");
         println!(
             "ranks: {}, keys per log: {KEYS}, calls per round: {iters}, rounds: {ROUNDS}",
             mpi.world_size()
         );
-        println!("RESULT agg_one_collective_us {one:.3}");
-        println!("RESULT agg_four_collectives_us {four:.3}");
-        println!("RESULT agg_four_over_one_ratio {:.3}", four / one);
-        println!("RESULT bare_allgather_us {bare:.3}");
+        println!("RESULT log_with_aggregation_us {one:.3}");
+        println!("RESULT log_after_four_collectives_us {four:.3}");
+        println!("RESULT four_over_ezpz_ratio {:.3}", four / one);
+        println!("RESULT ezpz_finish_ms {finish_ms:.1}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The mean of `train/m0` over `world` ranks whose values are rank 0's plus their rank.
+fn four_collectives_local(rank0: &[(Arc<str>, f64)], world: usize) -> f64 {
+    let values: Vec<f64> = (0..world).map(|r| rank0[0].1 + r as f64).collect();
+    Stats::of(&values).mean
 }

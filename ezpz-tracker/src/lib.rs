@@ -90,21 +90,32 @@
 //! `TrackerBuilder::mpi(&handle)` attaches rank, world size and an `mpi::MpiAggregator`;
 //! the same handle serves the training code (`ezpz-burn`'s data parallelism):
 //!
-//! ```ignore
+//! ```no_run
+//! # #[cfg(feature = "mpi")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // cargo build --features mpi; mpirun -np 4 target/debug/my-trainer
+//! # use ezpz_tracker::TrackerBuilder;
+//! # let loss = 0.5;
 //! let mpi = ezpz_tracker::mpi::Mpi::init()?;
 //! let tracker = TrackerBuilder::new().backends("csv").mpi(&mpi).build()?;
 //! tracker.log([("train/loss", loss)]);   // rank 0 also gets train/loss/{mean,min,max,std}
+//! tracker.finish()?;                     // returns once every rank has finished
+//! # Ok(()) }
+//! # #[cfg(not(feature = "mpi"))]
+//! # fn main() {}
 //! ```
 //!
-//! Logging is then a collective: every rank makes the same number of `log` calls. Each costs
-//! one `MPI_Allgather` of a small buffer (values plus a hash of the key list; the original
-//! makes four all-reduces); statistics are computed in `f64` in two passes, so values near
-//! 123 880 with a spread of 0.5 keep their exact std. Ranks that log different keys do not
-//! hang: the difference is seen in that same collective, the union of keys is aggregated
-//! (each key over the ranks that logged it) and rank 0 warns once. Running under OpenMPI as
-//! root needs `OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`, and more ranks than
-//! cores `OMPI_MCA_rmaps_base_oversubscribe=1` (see `docs/mpi.md`).
+//! Logging never waits for the other ranks and makes no MPI call: each rank's
+//! `ezpz-aggregate` thread sends its new rows to rank 0 every 100 ms (two non-blocking
+//! collectives), and rank 0 matches rows by step and key set, so ranks may log from several
+//! threads in different orders, and even different numbers of rows. Rank 0's backends get
+//! its rows in the order it logged them, aggregates appended, about one round later.
+//! Statistics are computed in `f64` in two passes, so values near 123 880 with a spread of
+//! 0.5 keep their exact std. Ranks that log different keys at a step get the union of keys
+//! aggregated (each key over the ranks that logged it) and one warning; [`LocalGroup`] runs
+//! ranks as threads of one process. Running under OpenMPI as root needs
+//! `OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`, and more ranks than cores
+//! `OMPI_MCA_rmaps_base_oversubscribe=1` (see `docs/mpi.md`).
 //!
 //! ## Flushing and shutdown
 //!
@@ -157,7 +168,7 @@ mod tracker;
 mod value;
 mod worker;
 
-pub use aggregate::{is_aggregate_key, Aggregator, Stats};
+pub use aggregate::{is_aggregate_key, Aggregator, Exchange, LocalAggregator, LocalGroup, Stats};
 pub use backend::{
     Artifacts, Backend, BackendContext, EncodedImage, HistogramRecord, ImageRecord, ImageSource,
     Record, RunInfo, RunStatus, Table,

@@ -1,6 +1,7 @@
 //! `TrackerBuilder` and the original's `setup_tracker` convenience.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -285,12 +286,13 @@ impl TrackerBuilder {
             finish_hooks.push(report::finish_hook(options));
         }
         let tracker = Tracker::from_parts(TrackerParts {
-            workers,
+            workers: Arc::new(workers),
             rank,
             project,
             run_name,
             outdir: local_outdir,
             aggregator: self.aggregator,
+            rounds: None,
             finish_timeout,
             finish_hooks,
             start_time,

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::aggregate::rounds::Rounds;
+use crate::aggregate::wire::aggregatable;
 use crate::aggregate::Aggregator;
 use crate::backend::{
     Artifacts, HistogramRecord, ImageRecord, ImageSource, Record, RunStatus, Table,
@@ -22,12 +24,14 @@ use crate::{Error, RankInfo, Result};
 pub type FinishHook = Box<dyn Fn(&Tracker) + Send + Sync>;
 
 pub(crate) struct TrackerParts {
-    pub workers: Vec<WorkerHandle>,
+    pub workers: Arc<Vec<WorkerHandle>>,
     pub rank: RankInfo,
     pub project: String,
     pub run_name: String,
     pub outdir: Option<PathBuf>,
     pub aggregator: Option<Box<dyn Aggregator>>,
+    /// The aggregation thread, started from `aggregator` (more than one rank).
+    pub rounds: Option<Rounds>,
     pub finish_timeout: Duration,
     pub finish_hooks: Vec<FinishHook>,
     pub start_time: f64,
@@ -45,7 +49,7 @@ pub struct Tracker {
 
 struct Inner {
     parts: TrackerParts,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
@@ -78,24 +82,43 @@ impl std::fmt::Debug for Tracker {
 }
 
 impl Tracker {
-    pub(crate) fn from_parts(parts: TrackerParts) -> Tracker {
-        Tracker {
-            inner: Arc::new(Inner {
-                parts,
-                state: Mutex::new(State::default()),
-            }),
+    pub(crate) fn from_parts(mut parts: TrackerParts) -> Tracker {
+        let state = Arc::new(Mutex::new(State::default()));
+        if let Some(aggregator) = parts.aggregator.take() {
+            if aggregator.world_size() > 1 && parts.rounds.is_none() {
+                let last = state.clone();
+                let on_release = Box::new(move |record: &Arc<Record>| {
+                    last.lock().unwrap_or_else(|e| e.into_inner()).last = Some(record.clone());
+                });
+                match Rounds::start(aggregator, parts.workers.clone(), on_release) {
+                    Ok(rounds) => parts.rounds = Some(rounds),
+                    Err(e) => tracing::warn!(
+                        "ezpz: the aggregation thread could not start ({e}); no cross-rank \
+                         aggregates"
+                    ),
+                }
+            }
         }
+        Tracker {
+            inner: Arc::new(Inner { parts, state }),
+        }
+    }
+
+    /// The aggregation thread, while rows still go through it.
+    fn rounds(&self) -> Option<&Rounds> {
+        self.inner.parts.rounds.as_ref().filter(|r| r.is_open())
     }
 
     /// A tracker with no backends: every call is a no-op (the original's `NullTracker`).
     pub fn disabled() -> Tracker {
         Tracker::from_parts(TrackerParts {
-            workers: Vec::new(),
+            workers: Arc::default(),
             rank: RankInfo::single(),
             project: "ezpz".into(),
             run_name: String::new(),
             outdir: None,
             aggregator: None,
+            rounds: None,
             finish_timeout: Duration::from_secs(1),
             finish_hooks: Vec::new(),
             start_time: now(),
@@ -266,38 +289,42 @@ impl Tracker {
         let step = state.pending_step.take().unwrap_or(state.next_step);
         state.next_step = step + 1;
         state.steps += 1;
-        let mut metrics = std::mem::take(&mut state.pending);
+        let metrics = std::mem::take(&mut state.pending);
         // The next row most likely has as many keys: one allocation instead of regrowth.
         state.pending = Vec::with_capacity(metrics.len());
-        if let Some(agg) = &self.inner.parts.aggregator {
-            if agg.world_size() > 1 {
-                let numeric: Vec<(Arc<str>, f64)> = metrics
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                    .collect();
-                let aggregates = agg.aggregate(&numeric);
-                if self.inner.parts.rank.is_main() {
-                    metrics.extend(aggregates);
-                }
-            }
-        }
-        if self.inner.parts.workers.is_empty() {
-            return;
-        }
-        let record = Arc::new(Record {
+        let record = Record {
             step,
             timestamp: now(),
             rank: self.inner.parts.rank.rank,
             metrics,
-        });
+        };
+        if let Some(rounds) = self.rounds() {
+            // Aggregated across ranks on the aggregation thread, which hands the row to the
+            // backends (rank 0) in this order; sent under the lock like the rows below.
+            let numeric: Vec<(Arc<str>, f64)> = record
+                .metrics
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                .collect();
+            let pairs = aggregatable(numeric);
+            let record = (!self.inner.parts.workers.is_empty()).then_some(record);
+            if !pairs.is_empty() || record.is_some() {
+                rounds.row(step, pairs, record);
+            }
+            return;
+        }
+        if self.inner.parts.workers.is_empty() {
+            return;
+        }
+        let record = Arc::new(record);
         state.last = Some(record.clone());
         // Sent under the lock so every backend sees rows in the same order.
-        for w in &self.inner.parts.workers {
+        for w in self.inner.parts.workers.iter() {
             w.send(Msg::Log(record.clone()));
         }
     }
 
-    fn fan_out(&self, make: impl Fn() -> Msg) {
+    fn fan_out(&self, make: impl Fn() -> Msg + Send + 'static) {
         if self.inner.parts.workers.is_empty() {
             return;
         }
@@ -308,7 +335,16 @@ impl Tracker {
             });
             return;
         }
-        for w in &self.inner.parts.workers {
+        if let Some(rounds) = self.rounds() {
+            // Behind the rows still waiting for other ranks.
+            rounds.forward(Box::new(move |workers| {
+                for w in workers {
+                    w.send(make());
+                }
+            }));
+            return;
+        }
+        for w in self.inner.parts.workers.iter() {
             w.send(make());
         }
     }
@@ -322,7 +358,7 @@ impl Tracker {
         match serde_json::to_value(config) {
             Ok(v) => {
                 let v = Arc::new(crate::config::as_object(v));
-                self.fan_out(|| Msg::Config(v.clone()));
+                self.fan_out(move || Msg::Config(v.clone()));
             }
             Err(e) => {
                 let mut state = self.state();
@@ -354,7 +390,7 @@ impl Tracker {
                 .collect(),
             step: self.next_step(),
         });
-        self.fan_out(|| Msg::Table(table.clone()));
+        self.fan_out(move || Msg::Table(table.clone()));
     }
 
     /// Logs an image from a file path or an in-memory image (`image::DynamicImage`,
@@ -369,7 +405,7 @@ impl Tracker {
             caption: caption.map(str::to_string),
             step: self.next_step(),
         });
-        self.fan_out(|| Msg::Image(image.clone()));
+        self.fan_out(move || Msg::Image(image.clone()));
     }
 
     /// Stores files or directories with the run, by label (`label → path`).
@@ -387,7 +423,7 @@ impl Tracker {
                 .map(|(l, p)| (l.into(), p.into()))
                 .collect(),
         });
-        self.fan_out(|| Msg::Artifacts(artifacts.clone()));
+        self.fan_out(move || Msg::Artifacts(artifacts.clone()));
     }
 
     /// Logs a histogram of `values` at the next step.
@@ -416,7 +452,7 @@ impl Tracker {
             values: values.into(),
             step,
         });
-        self.fan_out(|| Msg::Histogram(histogram.clone()));
+        self.fan_out(move || Msg::Histogram(histogram.clone()));
     }
 
     /// Makes everything logged so far durable in every backend, waiting at most the finish
@@ -427,6 +463,16 @@ impl Tracker {
     pub fn flush(&self) -> Result<()> {
         if self.state().finished.is_some() {
             return Ok(());
+        }
+        let deadline = Instant::now() + self.inner.parts.finish_timeout;
+        if let Some(rounds) = self.rounds() {
+            if !rounds.drain(deadline) {
+                Self::warn_once(&mut self.state(), "flush-waiting-ranks", || {
+                    "flush: some rows still wait for other ranks' rows to be aggregated; they \
+                     are written when those arrive"
+                        .into()
+                });
+            }
         }
         self.control("flush", Msg::Flush)
     }
@@ -471,6 +517,10 @@ impl Tracker {
             return Ok(summary.clone());
         }
         self.commit();
+        if let Some(rounds) = &self.inner.parts.rounds {
+            // Returns once every rank has finished and every row reached the backends.
+            rounds.finish();
+        }
         if self.is_enabled() {
             for hook in &self.inner.parts.finish_hooks {
                 hook(self);
@@ -483,7 +533,7 @@ impl Tracker {
         let result = self.control("finish", |reply| Msg::Finish(status, reply));
         let deadline = Instant::now() + Duration::from_millis(500);
         let mut backends = Vec::new();
-        for w in &self.inner.parts.workers {
+        for w in self.inner.parts.workers.iter() {
             w.join(deadline);
             let dropped = w.stats.dropped.load(Ordering::Relaxed);
             if dropped > 0 {
@@ -519,10 +569,10 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let finished = self
             .state
-            .get_mut()
+            .lock()
             .map(|s| s.finished.is_some())
             .unwrap_or(true);
-        if finished || self.parts.workers.is_empty() {
+        if finished || (self.parts.workers.is_empty() && self.parts.rounds.is_none()) {
             return;
         }
         let status = if std::thread::panicking() {
@@ -539,14 +589,15 @@ impl Drop for Inner {
             run_name: std::mem::take(&mut self.parts.run_name),
             outdir: self.parts.outdir.take(),
             aggregator: self.parts.aggregator.take(),
+            rounds: self.parts.rounds.take(),
             finish_timeout: self.parts.finish_timeout,
             finish_hooks: std::mem::take(&mut self.parts.finish_hooks),
             start_time: self.parts.start_time,
         };
         let pending = self
             .state
-            .get_mut()
-            .map(|s| std::mem::take(&mut *s))
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
             .unwrap_or_default();
         let tracker = Tracker::from_parts(parts);
         *tracker.state() = pending;

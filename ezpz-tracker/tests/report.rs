@@ -2,33 +2,33 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use ezpz_tracker::report::RunIdentity;
-use ezpz_tracker::{Aggregator, MemoryBackend, Metric, RankInfo, Stats, TrackerBuilder, Value};
-
-/// Pretends to be `ranks` ranks whose values are the caller's plus 0.1 per rank.
-struct FakeRanks(usize);
-
-impl Aggregator for FakeRanks {
-    fn world_size(&self) -> usize {
-        self.0
-    }
-    fn aggregate(&self, metrics: &[(Arc<str>, f64)]) -> Vec<Metric> {
-        metrics
-            .iter()
-            .flat_map(|(k, v)| {
-                let values: Vec<f64> = (0..self.0).map(|r| v + 0.1 * r as f64).collect();
-                Stats::of(&values).metrics(k)
-            })
-            .collect()
-    }
-}
+use ezpz_tracker::{LocalGroup, MemoryBackend, RankInfo, Tracker, TrackerBuilder, Value};
 
 const STEPS: u64 = 30;
 
-/// Runs a small training-like loop into `<dir>/run` and returns the run dir and what the
-/// memory backend received.
+/// One rank's training-like loop: its values are rank 0's plus 0.1 per rank (`train/lr`
+/// and `train/iter` equal on every rank).
+fn train_loop(tracker: &Tracker, rank: usize) {
+    let shift = 0.1 * rank as f64;
+    for step in 0..STEPS {
+        let loss = 2.0 / (1.0 + step as f64);
+        tracker.log(ezpz_tracker::metrics! {
+            "train/iter" => step,
+            "train/loss" => loss + shift,
+            "train/acc" => 1.0 - loss / 4.0 + shift,
+            "train/lr" => 1e-3,
+        });
+        if step % 10 == 9 {
+            tracker.log_at(step, [("eval/loss", loss * 1.1 + shift)]);
+        }
+    }
+    tracker.finish().unwrap();
+}
+
+/// Runs the loop into `<dir>/run` and returns the run dir and what the memory backend
+/// received; with `ranks`, as that many in-process ranks (rank 0 writes).
 fn run(dir: &Path, ranks: Option<usize>) -> (PathBuf, MemoryBackend) {
     let outdir = dir.join("run");
     let memory = MemoryBackend::new();
@@ -39,25 +39,31 @@ fn run(dir: &Path, ranks: Option<usize>) -> (PathBuf, MemoryBackend) {
         .outdir(&outdir)
         .config(serde_json::json!({"lr": 1e-3, "device": "cpu", "model": {"depth": 2}}))
         .add_backend(memory.clone());
-    if let Some(n) = ranks {
-        b = b
-            .rank_info(RankInfo::single().with_rank(0, n))
-            .aggregator(FakeRanks(n));
-    }
-    let tracker = b.build().unwrap();
-    for step in 0..STEPS {
-        let loss = 2.0 / (1.0 + step as f64);
-        tracker.log(ezpz_tracker::metrics! {
-            "train/iter" => step,
-            "train/loss" => loss,
-            "train/acc" => 1.0 - loss / 4.0,
-            "train/lr" => 1e-3,
-        });
-        if step % 10 == 9 {
-            tracker.log_at(step, [("eval/loss", loss * 1.1)]);
-        }
-    }
-    tracker.finish().unwrap();
+    let Some(n) = ranks else {
+        train_loop(&b.build().unwrap(), 0);
+        return (outdir, memory);
+    };
+    let mut group = LocalGroup::new(n).into_iter();
+    b = b
+        .rank_info(RankInfo::single().with_rank(0, n))
+        .aggregator(group.next().unwrap());
+    let others: Vec<_> = group
+        .enumerate()
+        .map(|(i, aggregator)| {
+            let rank = i + 1;
+            std::thread::spawn(move || {
+                let tracker = TrackerBuilder::new()
+                    .backends("csv")
+                    .rank_info(RankInfo::single().with_rank(rank, n))
+                    .aggregator(aggregator)
+                    .build()
+                    .unwrap();
+                train_loop(&tracker, rank);
+            })
+        })
+        .collect();
+    train_loop(&b.build().unwrap(), 0);
+    others.into_iter().for_each(|t| t.join().unwrap());
     (outdir, memory)
 }
 

@@ -6,7 +6,11 @@
 //!   (an integer) and a string `phase` (not aggregated);
 //! - `large`: one step of `tokens_per_s = 123880 + 0.1·rank`;
 //! - `mismatch`: odd ranks add `extra = rank` at step 1; at step 3 rank 0 logs `a, b` and
-//!   the others `b, a`; the other steps are uniform.
+//!   the others `b, a`; the other steps are uniform;
+//! - `threads`: two threads per rank log `a = step + rank` and `b = 10·step + rank` at steps
+//!   0..20, each its own row, in an order that differs between ranks;
+//! - `uneven`: `x = step + rank` at steps 0..5 everywhere, then rank 0 alone logs step 5
+//!   and the odd ranks alone log step 6 (rows nobody matches).
 //!
 //! Every rank prints `DONE rank=<r>` after `finish`, so the test can tell a finished run from
 //! a hang.
@@ -24,7 +28,7 @@ fn main() -> ExitCode {
         .init();
     let args: Vec<String> = std::env::args().collect();
     let [_, scenario, outdir] = &args[..] else {
-        eprintln!("usage: ezpz-mpi-aggregate-probe <reference|large|mismatch> <outdir>");
+        eprintln!("usage: ezpz-mpi-aggregate-probe <reference|large|mismatch|threads|uneven> <outdir>");
         return ExitCode::from(2);
     };
     let mpi = match Mpi::init() {
@@ -75,6 +79,33 @@ fn main() -> ExitCode {
                 tracker.log([("b", 20.0 + rf), ("a", 10.0 + rf)]);
             }
             tracker.log([("loss", 5.0 + rf)]);
+        }
+        "threads" => {
+            std::thread::scope(|scope| {
+                for (key, scale) in [("a", 1.0), ("b", 10.0)] {
+                    let tracker = &tracker;
+                    scope.spawn(move || {
+                        for step in 0..20u64 {
+                            // Odd ranks hold `a` back and even ranks `b`: every step's two rows
+                            // reach the tracker in a different order on neighbouring ranks.
+                            if (key == "a") == (r % 2 == 1) {
+                                std::thread::sleep(std::time::Duration::from_millis(3));
+                            }
+                            tracker.log_at(step, [(key, scale * step as f64 + rf)]);
+                        }
+                    });
+                }
+            });
+        }
+        "uneven" => {
+            for step in 0..5u64 {
+                tracker.log_at(step, [("x", step as f64 + rf)]);
+            }
+            if r == 0 {
+                tracker.log_at(5, [("x", 5.0)]);
+            } else if r % 2 == 1 {
+                tracker.log_at(6, [("x", 6.0 + rf)]);
+            }
         }
         other => {
             eprintln!("unknown scenario `{other}`");

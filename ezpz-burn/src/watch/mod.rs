@@ -28,8 +28,8 @@ pub const DEFAULT_LOG_FREQ: u64 = 100;
 /// `grads/hist/<path>`. `<path>` is the module path (`encoder.layers.0.mha.query.weight`).
 ///
 /// Clones share the step count; configure before cloning or [installing](Watch::install).
-/// Every rank should observe at the same steps (an aggregating tracker runs a collective per
-/// logged row).
+/// Rows are logged at explicit steps, so an aggregating tracker pairs them across ranks
+/// whatever thread the other rows come from; every rank should observe at the same steps.
 #[derive(Clone, Debug)]
 pub struct Watch {
     tracker: Tracker,

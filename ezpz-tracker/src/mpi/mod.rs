@@ -11,22 +11,21 @@
 //!     .outdir("outputs/mpi-run")
 //!     .mpi(&mpi)                                // rank/world size + `key/mean|min|max|std`
 //!     .build()?;
-//! tracker.log([("loss", 1.0 + mpi.rank() as f64)]);   // a collective: every rank logs
+//! tracker.log([("loss", 1.0 + mpi.rank() as f64)]);   // no MPI call: aggregated on rank 0
 //! tracker.finish()?;
 //! # Ok(()) }                                    // MPI is finalised when the last user drops
 //! ```
 //!
 //! MPI calls go through private duplicates of the world communicator
-//! ([`Mpi::communicator`]), one per user (the aggregator, the data-parallel code), so a
-//! tracker logging on one thread and gradient all-reduces on another never interleave their
-//! collectives. For that the handle asks MPI for `MPI_THREAD_MULTIPLE`
+//! ([`Mpi::communicator`]), one per user (the aggregator, the data-parallel code), so the
+//! tracker's aggregation thread and gradient all-reduces on the training thread never
+//! interleave their collectives. For that the handle asks MPI for `MPI_THREAD_MULTIPLE`
 //! ([`Mpi::threading`] says what the library granted).
 
 #[cfg(feature = "mpi")]
 mod aggregator;
 #[cfg(feature = "mpi")]
 mod handle;
-mod protocol;
 
 #[cfg(feature = "mpi")]
 pub use ::mpi::environment::Threading;

@@ -1,21 +1,8 @@
-//! Cross-rank aggregation of logged scalars into `key/mean`, `key/min`, `key/max`, `key/std`.
-//!
-//! The tracker calls its [`Aggregator`] once per committed `log` on every rank (it is a
-//! collective: every rank must log as often as the others). The MPI implementation lives
-//! behind the `mpi` feature; [`Stats`] is the arithmetic every implementation shares.
+//! [`Stats`]: the arithmetic of one key's values across ranks.
 
 use std::sync::Arc;
 
 use crate::value::{Metric, Value};
-
-/// Combines one step's scalars across ranks.
-pub trait Aggregator: Send + Sync {
-    /// Number of ranks taking part.
-    fn world_size(&self) -> usize;
-    /// Called on every rank with that rank's numeric metrics (same call count on every rank).
-    /// Returns the aggregate metrics (`key/mean|min|max|std`), meaningful on rank 0 only.
-    fn aggregate(&self, metrics: &[(Arc<str>, f64)]) -> Vec<Metric>;
-}
 
 /// Mean, extremes and population standard deviation of one key's values across ranks.
 #[derive(Debug, Clone, Copy, PartialEq)]
