@@ -49,7 +49,7 @@ use crate::plan::Plan;
 use crate::progress::{Mode, Progress, SharedResults};
 use crate::schedule::WarmupCosine;
 use crate::train::{Classifier, StepHooks};
-use crate::watch::{NormWatch, OrderedLogger};
+use crate::watch::NormWatch;
 
 fn main() -> ExitCode {
     // Warnings (ezpz's included) on stderr; `RUST_LOG` refines.
@@ -99,11 +99,10 @@ fn run(config: RunConfig) -> Result<ExitCode, Box<dyn Error>> {
     let vit = dist.broadcast(config.model.init(&device.clone().autodiff()))?;
     let num_params = burn::module::Module::num_params(&vit);
     let (logger, _progress) = Attach::new(&tracker).finish_at_end(false).loggers();
-    let logger = OrderedLogger::new(logger, &tracker);
     let hooks = StepHooks {
         clock: Default::default(),
         dist: dist.clone(),
-        watch: NormWatch::new(config.watch_freq as u64, &logger),
+        watch: NormWatch::new(config.watch_freq as u64, &tracker),
     };
     let model = Classifier::new(vit, hooks);
     if rank.is_main() {
