@@ -288,7 +288,11 @@ fn rows_from_several_threads_are_matched(np: usize) {
     let mut seen = std::collections::HashSet::new();
     for row in &rows {
         let step = num(row, "step");
-        let (key, scale) = if row.contains_key("a") { ("a", 1.0) } else { ("b", 10.0) };
+        let (key, scale) = if row.contains_key("a") {
+            ("a", 1.0)
+        } else {
+            ("b", 10.0)
+        };
         let values: Vec<f64> = (0..np).map(|r| scale * step + r as f64).collect();
         assert_aggregates(row, key, &values);
         assert!(seen.insert((key, step as u64)), "one `{key}` row per step");
@@ -333,7 +337,8 @@ fn mpi_uneven_row_counts_finish_and_warn_np3() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("1 row(s) logged on other ranks had no row of rank 0"),
+        run.stderr
+            .contains("1 row(s) logged on other ranks had no row of rank 0"),
         "{}",
         run.stderr
     );

@@ -173,13 +173,26 @@
 //! gradient norm into `grads/global_norm/mean|min|max|std` for [`Watch::observe_with`]. It
 //! shares the program's one `ezpz_tracker::mpi::Mpi` handle with the tracker:
 //!
-//! ```ignore
+//! ```no_run
+//! # #[cfg(feature = "mpi")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use burn::data::dataset::InMemDataset;
+//! # use burn::nn::LinearConfig;
+//! # use burn::prelude::*;
+//! use ezpz_burn::ddp::DataParallel;
+//! use ezpz_tracker::{mpi::Mpi, TrackerBuilder};
+//!
+//! let device = Device::flex().autodiff();
 //! let mpi = Mpi::init()?;
 //! let tracker = TrackerBuilder::new().mpi(&mpi).build()?;     // aggregates across ranks
 //! let ddp = DataParallel::new(&mpi);
-//! let model = ddp.broadcast_module(ModelConfig::new().init(&device))?;
-//! let train = ddp.shard(train_dataset);
+//! let model = ddp.broadcast_module(LinearConfig::new(4, 1).init(&device))?;
+//! let train = ddp.shard(InMemDataset::new(vec![[0f32; 5]; 64]));
 //! // in TrainStep::optimize: let grads = ddp.all_reduce_grads(&self, grads);
+//! # let _ = (tracker, model, train);
+//! # Ok(()) }
+//! # #[cfg(not(feature = "mpi"))]
+//! # fn main() {}
 //! ```
 //!
 //! Build with `--features mpi` (needs an MPI library, e.g. OpenMPI) and start with

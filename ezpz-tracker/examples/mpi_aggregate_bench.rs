@@ -92,7 +92,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let batches: Vec<Vec<Metric>> = (0..64).map(metrics).collect();
     let pairs = |m: &[Metric]| -> Vec<(Arc<str>, f64)> {
-        m.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect()
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
+            .collect()
     };
     let names: Vec<[Arc<str>; 4]> = keys
         .iter()

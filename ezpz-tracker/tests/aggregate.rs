@@ -22,7 +22,12 @@ impl Events {
             .collect()
     }
     fn names(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().map(|(n, _)| n.clone()).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 }
 

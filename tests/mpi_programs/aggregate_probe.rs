@@ -28,7 +28,9 @@ fn main() -> ExitCode {
         .init();
     let args: Vec<String> = std::env::args().collect();
     let [_, scenario, outdir] = &args[..] else {
-        eprintln!("usage: ezpz-mpi-aggregate-probe <reference|large|mismatch|threads|uneven> <outdir>");
+        eprintln!(
+            "usage: ezpz-mpi-aggregate-probe <reference|large|mismatch|threads|uneven> <outdir>"
+        );
         return ExitCode::from(2);
     };
     let mpi = match Mpi::init() {

@@ -7,19 +7,34 @@
 //! it at the [`GradientsParams`](burn::optim::GradientsParams) level, so it works with any
 //! device and with burn's `SupervisedTraining` through `TrainStep::optimize`:
 //!
-//! ```ignore
+//! ```no_run
+//! # #[cfg(feature = "mpi")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use burn::data::dataset::InMemDataset;
+//! use burn::nn::loss::{MseLoss, Reduction};
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+//! use burn::optim::{GradientsParams, ModuleOptimizer};
+//! use burn::prelude::*;
+//! use burn::train::{RegressionOutput, TrainOutput, TrainStep};
 //! use ezpz_burn::ddp::DataParallel;
 //! use ezpz_tracker::mpi::Mpi;
 //!
 //! #[derive(Module, Debug)]
 //! struct MyModel {
-//!     // ... layers ...
+//!     linear: Linear,
 //!     #[module(skip)]
 //!     ddp: Option<DataParallel>,                      // None: single process
 //! }
 //!
 //! impl TrainStep for MyModel {
-//!     // ... type Input, type Output, fn step(..) as usual ...
+//!     type Input = (Tensor<2>, Tensor<2>);
+//!     type Output = RegressionOutput;
+//!     fn step(&self, (x, y): (Tensor<2>, Tensor<2>)) -> TrainOutput<RegressionOutput> {
+//!         let out = self.linear.forward(x);
+//!         let loss = MseLoss::new().forward(out.clone(), y.clone(), Reduction::Mean);
+//!         TrainOutput::new(self, loss.backward(), RegressionOutput::new(loss, out, y))
+//!     }
 //!     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate,
 //!                 grads: GradientsParams) -> Self {
 //!         let grads = match &self.ddp {
@@ -32,8 +47,14 @@
 //!
 //! let mpi = Mpi::init()?;                             // once; share it with the tracker
 //! let ddp = DataParallel::new(&mpi);                  // collective
-//! let model = ddp.broadcast_module(config.init(&device, Some(ddp.clone())))?; // rank 0's values
-//! let train = ddp.shard(train_dataset);               // this rank's share of the data
+//! let device = Device::flex().autodiff();
+//! let linear = LinearConfig::new(4, 1).init(&device);
+//! let model = ddp.broadcast_module(MyModel { linear, ddp: Some(ddp.clone()) })?; // rank 0's values
+//! let train = ddp.shard(InMemDataset::new(vec![[0f32; 5]; 64])); // this rank's share of the data
+//! # let _ = (model, train);
+//! # Ok(()) }
+//! # #[cfg(not(feature = "mpi"))]
+//! # fn main() {}
 //! ```
 //!
 //! Every rank must run the same number of steps (shards of equal length give that) and build

@@ -208,14 +208,20 @@ impl DataParallel {
     /// aggregating tracker keeps them as they are (it does not aggregate aggregates). With
     /// `watch`, decide on every rank whether the collective runs before observing:
     ///
-    /// ```ignore
-    /// let grads = ddp.all_reduce_grads(&self, grads);
+    /// ```no_run
+    /// # use burn::module::Module;
+    /// # use burn::optim::GradientsParams;
+    /// # use ezpz_burn::{ddp::DataParallel, Watch};
+    /// # fn optimize<M: Module>(model: &M, grads: GradientsParams, ddp: &DataParallel, watch: &Watch) -> GradientsParams {
+    /// let grads = ddp.all_reduce_grads(model, grads);
     /// let extra = if watch.logs_norms_next() {
     ///     ddp.grad_norm_stats(ddp.local_grad_norm())
     /// } else {
     ///     Vec::new()
     /// };
-    /// watch.observe_with(&self, &grads, |_| extra);   // + grads/global_norm of the mean
+    /// watch.observe_with(model, &grads, |_| extra);   // + grads/global_norm of the mean
+    /// # grads
+    /// # }
     /// ```
     pub fn grad_norm_stats(&self, local_norm: f64) -> Vec<(String, f64)> {
         let mut all = vec![0f64; self.inner.size];

@@ -262,7 +262,10 @@ mod tests {
         assert_eq!(value(&done[0].1, "loss/mean"), 2.0);
         assert_eq!(value(&done[0].1, "extra/mean"), 1.0);
         assert!(done[0].1.iter().all(|(k, _)| !k.starts_with("other")));
-        assert!(m.others.is_empty(), "the unclaimed row is dropped at the end");
+        assert!(
+            m.others.is_empty(),
+            "the unclaimed row is dropped at the end"
+        );
     }
 
     #[test]

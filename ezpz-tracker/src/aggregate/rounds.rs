@@ -119,11 +119,7 @@ impl Rounds {
     pub(crate) fn finish(&self) {
         self.open.store(false, Ordering::Release);
         let _ = self.tx.send(Cmd::Finish);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
             if thread.join().is_err() {
                 tracing::warn!("ezpz: the aggregation thread panicked; aggregates were lost");

@@ -143,7 +143,10 @@ pub(crate) fn stats_over_ranks(
         d.push_str(&format!(" and {more} more"));
     }
     if !missing.is_empty() {
-        d.push_str(&format!("; no matching row from rank(s) {}", list(&missing)));
+        d.push_str(&format!(
+            "; no matching row from rank(s) {}",
+            list(&missing)
+        ));
     }
     (metrics, Some(d))
 }
