@@ -9,11 +9,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Generous: debug builds, several ranks on two cores. Only a hang should reach it.
 const GUARD: Duration = Duration::from_secs(240);
@@ -53,54 +51,14 @@ fn probe(name: &str) -> Option<&'static str> {
 /// Runs `program args` on `np` ranks; panics if it is still running after [`GUARD`] (after
 /// killing mpirun and every rank).
 fn mpirun(np: usize, program: &str, args: &[&str]) -> Run {
-    let mut child = Command::new("mpirun")
-        .arg("-np")
-        .arg(np.to_string())
-        .arg(program)
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a hang can be killed with every rank.
-        .process_group(0)
-        .spawn()
-        .expect("start mpirun");
-    let pid = child.id();
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for mpirun") {
-            break status;
-        }
-        if start.elapsed() > GUARD {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            let _ = child.wait();
-            panic!(
-                "`mpirun -np {np} {program} {args:?}` still running after {GUARD:?}: killed (a hang)\n\
-                 stderr so far:\n{}",
-                err.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut cmd = common::examples::mpirun_command(Path::new("mpirun"), np);
+    cmd.arg(program).args(args).env("RUST_LOG", "warn");
+    let output = common::examples::output_within(cmd, GUARD);
+    let status = output.status;
     let run = Run {
         success: status.success(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
     assert!(
         run.success,

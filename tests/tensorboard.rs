@@ -4,10 +4,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
 use ezpz_tracker::{TrackerBuilder, Value};
 use serde_json::{json, Value as Json};
@@ -43,19 +41,6 @@ fn tag(key: &str) -> &str {
     }
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn parse_f64(v: &Json) -> f64 {
     v.as_str()
         .expect("floats travel as repr() strings")
@@ -72,12 +57,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 #[test]
 fn tensorboard_reads_every_step_value_text_image_and_histogram() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    common::warnings::capture();
 
     let dir = tempfile::tempdir().unwrap();
     let outdir = dir.path().join("run");
@@ -125,7 +105,7 @@ fn tensorboard_reads_every_step_value_text_image_and_histogram() {
     assert_eq!(summary.backends[0].errors, 0);
 
     // One warning for the renamed key and one for the string, however many steps logged them.
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = common::warnings::all();
     assert_eq!(log.matches("`val acc` → `val_acc`").count(), 1, "{log}");
     assert_eq!(
         log.matches("skipped non-numeric metric(s) `phase`").count(),

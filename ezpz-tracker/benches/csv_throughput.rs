@@ -10,21 +10,13 @@ use std::time::Instant;
 
 use ezpz_tracker::{TrackerBuilder, Value};
 
+mod common;
+use common::cpu_seconds;
+
 const COLS: usize = 10;
 
 fn value(i: u64, j: usize) -> f64 {
     1.0 / (1.0 + i as f64) + j as f64
-}
-
-/// CPU seconds used so far by the whole process (every thread).
-fn cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// (wall seconds, CPU seconds) of `f`.

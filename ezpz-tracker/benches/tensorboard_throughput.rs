@@ -23,18 +23,10 @@ use ezpz_tracker::backends::tensorboard::proto::{event::What, summary_value::Kin
 use ezpz_tracker::backends::tensorboard::proto::{Event, SummaryValue};
 use ezpz_tracker::{Backend, Record, Result, RunStatus, TrackerBuilder};
 
-const ROUNDS: usize = 3;
+mod common;
+use common::cpu_seconds;
 
-/// CPU seconds used so far by the whole process (every thread).
-fn cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
+const ROUNDS: usize = 3;
 
 /// Wall and process CPU time of one measured section.
 #[derive(Clone, Copy)]

@@ -8,9 +8,12 @@ use std::time::Duration;
 use ezpz_tracker::{Backend, HistogramRecord, Record, RunStatus};
 use ezpz_tracker::{LocalAggregator, LocalGroup, RankInfo, Result, Tracker, TrackerBuilder};
 
-/// What rank 0's backend received, in order: `row <step> <keys…>` or `hist <key>`.
+/// One thing rank 0's backend received: `row <step>` with the row, or `hist <key>`.
+type Event = (String, Option<Record>);
+
+/// What rank 0's backend received, in order.
 #[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(String, Option<Record>)>>>);
+struct Events(Arc<Mutex<Vec<Event>>>);
 
 impl Events {
     fn rows(&self) -> Vec<Record> {

@@ -130,13 +130,16 @@ pub fn mpirun_command(mpirun: &std::path::Path, ranks: usize) -> Command {
     cmd
 }
 
-/// Runs `cmd` with piped output, killing it (and failing the test) after `limit`: a hung
-/// collective must fail the test, not stall the suite.
+/// Runs `cmd` with piped output, killing it with everything it started (its own process
+/// group: `mpirun` and every rank) and failing the test after `limit`: a hung collective must
+/// fail the test, not stall the suite.
 pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("spawn the example");
     // Drain both pipes on threads so a chatty child never blocks on a full pipe.
@@ -158,6 +161,9 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
             break status;
         }
         if started.elapsed() > limit {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::wire::{key_set_hash, stats_over_ranks, WireRow};
+use super::wire::{self, key_set_hash, stats_over_ranks, WireRow};
 use crate::value::Metric;
 
 type Pairs = Vec<(Arc<str>, f64)>;
@@ -108,7 +108,7 @@ impl Matcher {
             let theirs: Vec<Option<Pairs>> = (1..self.world)
                 .map(|rank| self.take_match(rank, &own))
                 .collect();
-            let per_rank: Vec<Option<&[(Arc<str>, f64)]>> = std::iter::once(Some(&own.pairs[..]))
+            let per_rank: Vec<Option<&wire::Pairs>> = std::iter::once(Some(&own.pairs[..]))
                 .chain(theirs.iter().map(|p| p.as_deref()))
                 .collect();
             let (aggregates, difference) = stats_over_ranks(&per_rank);

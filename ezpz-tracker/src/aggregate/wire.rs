@@ -12,6 +12,9 @@ use std::sync::Arc;
 use super::stats::{is_aggregate_key, Stats};
 use crate::value::Metric;
 
+/// A row's numeric metrics: `(key, value)` pairs.
+pub(crate) type Pairs = [(Arc<str>, f64)];
+
 /// One committed row's numeric metrics, as the aggregation rounds carry it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WireRow {
@@ -103,9 +106,7 @@ pub(crate) fn decode_rows(mut bytes: &[u8]) -> Option<Vec<WireRow>> {
 /// key's statistics use the ranks that logged it, keys in first-seen order (rank 0's first).
 /// Also returns a description of how the ranks differ, `None` when every rank logged the
 /// same key set.
-pub(crate) fn stats_over_ranks(
-    per_rank: &[Option<&[(Arc<str>, f64)]>],
-) -> (Vec<Metric>, Option<String>) {
+pub(crate) fn stats_over_ranks(per_rank: &[Option<&Pairs>]) -> (Vec<Metric>, Option<String>) {
     let mut order: Vec<&Arc<str>> = Vec::new();
     let mut seen: HashMap<&str, (Vec<f64>, Vec<usize>)> = HashMap::new();
     for (rank, pairs) in per_rank.iter().enumerate() {

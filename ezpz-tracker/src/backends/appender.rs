@@ -29,11 +29,21 @@ impl Appender {
             .append(true)
             .open(path)
             .map_err(|e| Error::io("cannot open", path, e))?;
-        Ok(Appender {
+        Ok(Self::with_file(path, file))
+    }
+
+    /// Creates `path`, or truncates it.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io("cannot create", path, e))?;
+        Ok(Self::with_file(path, file))
+    }
+
+    fn with_file(path: &Path, file: File) -> Self {
+        Appender {
             path: path.to_path_buf(),
             file,
             buf: Vec::with_capacity(64 * 1024),
-        })
+        }
     }
 
     /// The buffer to append one complete row to; call [`row_done`](Self::row_done) after.
@@ -59,6 +69,14 @@ impl Appender {
             .map_err(|e| Error::io("cannot write", &self.path, e))?;
         self.buf.clear();
         Ok(())
+    }
+
+    /// Flushes and asks the OS to put the file's data on disk.
+    pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("cannot sync", &self.path, e))
     }
 
     /// The file's path.

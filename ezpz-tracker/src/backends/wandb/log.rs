@@ -7,11 +7,10 @@
 //! block are zero-filled. Records reach the file only whole (one `write_all` per flush), so a
 //! reader never sees half a record from a live run.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::{Error, Result};
+use crate::backends::appender::Appender;
+use crate::Result;
 
 /// The file header: ident `:W&B`, magic `0xBEE1` (LE), version 0 (what wandb 0.31.0 writes).
 pub const HEADER: [u8; 7] = [b':', b'W', b'&', b'B', 0xE1, 0xBE, 0];
@@ -19,8 +18,6 @@ pub const HEADER: [u8; 7] = [b':', b'W', b'&', b'B', 0xE1, 0xBE, 0];
 pub const BLOCK: usize = 32 * 1024;
 /// Chunk header size.
 const CHUNK_HEADER: usize = 7;
-/// Buffered bytes that force a write before the next flush.
-const SPILL_BYTES: usize = 1 << 20;
 
 /// Chunk types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +91,8 @@ impl Framer {
 /// A `.wandb` file being written.
 #[derive(Debug)]
 pub struct LogWriter {
-    path: PathBuf,
-    file: File,
+    out: Appender,
     framer: Framer,
-    buf: Vec<u8>,
 }
 
 impl LogWriter {
@@ -106,15 +101,9 @@ impl LogWriter {
     /// # Errors
     /// The file cannot be created or written.
     pub fn create(path: &Path) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io("cannot create", path, e))?;
-        let mut buf = Vec::with_capacity(64 * 1024);
-        let framer = Framer::new(&mut buf);
-        let mut w = LogWriter {
-            path: path.to_path_buf(),
-            file,
-            framer,
-            buf,
-        };
+        let mut out = Appender::create(path)?;
+        let framer = Framer::new(out.buffer());
+        let mut w = LogWriter { out, framer };
         w.flush()?;
         Ok(w)
     }
@@ -124,11 +113,8 @@ impl LogWriter {
     /// # Errors
     /// A forced write failed.
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
-        self.framer.append(payload, &mut self.buf);
-        if self.buf.len() >= SPILL_BYTES {
-            self.flush()?;
-        }
-        Ok(())
+        self.framer.append(payload, self.out.buffer());
+        self.out.row_done()
     }
 
     /// Writes every buffered record to the file.
@@ -136,14 +122,7 @@ impl LogWriter {
     /// # Errors
     /// The write failed.
     pub fn flush(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.file
-            .write_all(&self.buf)
-            .map_err(|e| Error::io("cannot write", &self.path, e))?;
-        self.buf.clear();
-        Ok(())
+        self.out.flush()
     }
 
     /// Flushes and asks the OS to put the file on disk (at finish).
@@ -151,10 +130,7 @@ impl LogWriter {
     /// # Errors
     /// The write or the sync failed.
     pub fn sync(&mut self) -> Result<()> {
-        self.flush()?;
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("cannot sync", &self.path, e))
+        self.out.sync()
     }
 }
 
