@@ -518,8 +518,9 @@ impl Tracker {
         }
         self.commit();
         if let Some(rounds) = &self.inner.parts.rounds {
-            // Returns once every rank has finished and every row reached the backends.
-            rounds.finish();
+            // Returns once every rank has finished and every row reached the backends (a
+            // failed run does not wait for the other ranks).
+            rounds.finish(status != RunStatus::Finished);
         }
         if self.is_enabled() {
             for hook in &self.inner.parts.finish_hooks {

@@ -180,3 +180,31 @@ fn a_rank_that_logs_nothing_lets_the_others_finish() {
     assert_eq!(rows.len(), 1);
     assert_eq!(value(&rows[0], "loss/mean"), 0.5, "over ranks 0 and 1");
 }
+
+#[test]
+fn a_failed_rank_0_does_not_wait_for_the_others_and_keeps_its_rows() {
+    let events = Events::default();
+    let mut group = LocalGroup::new(2).into_iter();
+    let (a0, a1) = (group.next().unwrap(), group.next().unwrap());
+    let rank1 = tracker(a1, 1, 2, &events);
+    // Rank 1 stays alive (its aggregation thread keeps meeting the rounds) and never ends.
+    std::thread::spawn(move || {
+        let _alive = rank1;
+        std::thread::park();
+    });
+    let rank0 = tracker(a0, 0, 2, &events);
+    rank0.log_at(0, [("loss", 1.0)]);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(rank0.finish_with(RunStatus::Failed).is_ok()));
+    // Only a hang reaches this limit.
+    let ok = finished.recv_timeout(Duration::from_secs(60));
+    assert_eq!(
+        ok,
+        Ok(true),
+        "finish of a failed run waited for the other rank"
+    );
+    let rows = events.rows();
+    assert_eq!(rows.len(), 1, "the row is delivered");
+    assert_eq!(value(&rows[0], "loss"), 1.0);
+    assert_eq!(value(&rows[0], "loss/mean"), 1.0, "over rank 0 alone");
+}

@@ -47,6 +47,7 @@ enum Cmd {
 pub(crate) struct Rounds {
     tx: Sender<Cmd>,
     open: AtomicBool,
+    abort: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -58,6 +59,8 @@ impl Rounds {
         on_release: OnRelease,
     ) -> std::io::Result<Rounds> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let abort = Arc::new(AtomicBool::new(false));
+        let aborted = abort.clone();
         let world = aggregator.world_size();
         let root = aggregator.rank() == 0;
         let thread = std::thread::Builder::new()
@@ -75,12 +78,14 @@ impl Rounds {
                     drains: Vec::new(),
                     outbox: Vec::new(),
                     finishing: false,
+                    aborted,
                 }
                 .run(rx)
             })?;
         Ok(Rounds {
             tx,
             open: AtomicBool::new(true),
+            abort,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -116,8 +121,16 @@ impl Rounds {
 
     /// Ends this rank's part: returns once every rank has finished and rank 0 has handed
     /// every row to the backends. Later rows go straight to the backends, unaggregated.
-    pub(crate) fn finish(&self) {
+    ///
+    /// With `abort` (this run failed), it does not wait for the other ranks: after one more
+    /// round, rank 0 hands its rows over with the aggregates it can compute. The other ranks'
+    /// next round then waits for this rank forever: MPI launchers end the whole job when a
+    /// rank exits with an error.
+    pub(crate) fn finish(&self, abort: bool) {
         self.open.store(false, Ordering::Release);
+        if abort {
+            self.abort.store(true, Ordering::Release);
+        }
         let _ = self.tx.send(Cmd::Finish);
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
@@ -154,6 +167,8 @@ struct Thread {
     /// Other ranks: the rows for rank 0 in the next round.
     outbox: Vec<u8>,
     finishing: bool,
+    /// This rank failed: leave after the next round.
+    aborted: Arc<AtomicBool>,
 }
 
 impl Thread {
@@ -189,13 +204,14 @@ impl Thread {
                     ),
                 }
             }
-            if self.root && (self.matcher.has_pending() || exchange.all_done) {
-                for (id, aggregates) in self.matcher.resolve(now, exchange.all_done) {
+            let last = exchange.all_done || self.aborted.load(Ordering::Acquire);
+            if self.root && (self.matcher.has_pending() || last) {
+                for (id, aggregates) in self.matcher.resolve(now, last) {
                     self.resolved(id, aggregates);
                 }
                 self.release();
             }
-            if exchange.all_done {
+            if last {
                 break;
             }
         }
