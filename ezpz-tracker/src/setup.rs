@@ -270,8 +270,15 @@ impl TrackerBuilder {
         if rank.is_main() {
             backends.extend(self.extra);
         }
+        let (recycle, recycled) = crossbeam_channel::unbounded();
         for backend in backends {
-            match WorkerHandle::spawn(backend, self.queue_capacity, self.enqueue_timeout) {
+            let spawned = WorkerHandle::spawn(
+                backend,
+                self.queue_capacity,
+                self.enqueue_timeout,
+                recycle.clone(),
+            );
+            match spawned {
                 Ok(w) => workers.push(w),
                 Err(e) if strictness == Strictness::Lossy => tracing::warn!("ezpz: {e}"),
                 Err(e) => return Err(e),
@@ -293,6 +300,7 @@ impl TrackerBuilder {
             outdir: local_outdir,
             aggregator: self.aggregator,
             rounds: None,
+            recycled,
             finish_timeout,
             finish_hooks,
             start_time,

@@ -17,6 +17,7 @@ use crate::backend::{
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
 use crate::value::{IntoMetrics, Metric, Value};
 use crate::worker::{Msg, WorkerHandle};
+use crossbeam_channel::Receiver;
 use crate::{Error, RankInfo, Result};
 
 /// Runs at finish on rank 0, before the backends end, with the tracker still open (it may log
@@ -32,6 +33,8 @@ pub(crate) struct TrackerParts {
     pub aggregator: Option<Box<dyn Aggregator>>,
     /// The aggregation thread, started from `aggregator` (more than one rank).
     pub rounds: Option<Rounds>,
+    /// Rows the workers have written, to be freed on the logging thread (`worker::Recycle`).
+    pub recycled: Receiver<Arc<Record>>,
     pub finish_timeout: Duration,
     pub finish_hooks: Vec<FinishHook>,
     pub start_time: f64,
@@ -62,7 +65,12 @@ struct State {
     last: Option<Arc<Record>>,
     warned: HashSet<&'static str>,
     finished: Option<Summary>,
+    /// Rows the workers are done with, reused by the next commits.
+    spare: Vec<Arc<Record>>,
 }
+
+/// Rows kept for reuse (more come back only after a burst the workers lag behind).
+const MAX_SPARE_ROWS: usize = 64;
 
 fn now() -> f64 {
     SystemTime::now()
@@ -119,6 +127,7 @@ impl Tracker {
             outdir: None,
             aggregator: None,
             rounds: None,
+            recycled: crossbeam_channel::never(),
             finish_timeout: Duration::from_secs(1),
             finish_hooks: Vec::new(),
             start_time: now(),
@@ -289,16 +298,17 @@ impl Tracker {
         let step = state.pending_step.take().unwrap_or(state.next_step);
         state.next_step = step + 1;
         state.steps += 1;
-        let metrics = std::mem::take(&mut state.pending);
-        // The next row most likely has as many keys: one allocation instead of regrowth.
-        state.pending = Vec::with_capacity(metrics.len());
-        let record = Record {
-            step,
-            timestamp: now(),
-            rank: self.inner.parts.rank.rank,
-            metrics,
-        };
         if let Some(rounds) = self.rounds() {
+            while self.inner.parts.recycled.try_recv().is_ok() {}
+            let metrics = std::mem::take(&mut state.pending);
+            // The next row most likely has as many keys: one allocation instead of regrowth.
+            state.pending = Vec::with_capacity(metrics.len());
+            let record = Record {
+                step,
+                timestamp: now(),
+                rank: self.inner.parts.rank.rank,
+                metrics,
+            };
             // Aggregated across ranks on the aggregation thread, which hands the row to the
             // backends (rank 0) in this order; sent under the lock like the rows below.
             let numeric: Vec<(Arc<str>, f64)> = record
@@ -314,14 +324,46 @@ impl Tracker {
             return;
         }
         if self.inner.parts.workers.is_empty() {
+            state.pending.clear();
             return;
         }
-        let record = Arc::new(record);
+        let record = self.commit_row(state, step);
         state.last = Some(record.clone());
         // Sent under the lock so every backend sees rows in the same order.
         for w in self.inner.parts.workers.iter() {
             w.send(Msg::Log(record.clone()));
         }
+    }
+
+    /// The pending row as a shared record. Rows the workers are done with come back here
+    /// (`worker::Recycle`): this thread frees them, where their keys were cloned, and reuses
+    /// a row whose last copy came back, allocation and metric vector included.
+    fn commit_row(&self, state: &mut State, step: u64) -> Arc<Record> {
+        // This thread's reference to the previous row goes first, so that it comes back unique.
+        state.last = None;
+        while let Ok(done) = self.inner.parts.recycled.try_recv() {
+            if Arc::strong_count(&done) == 1 && state.spare.len() < MAX_SPARE_ROWS {
+                state.spare.push(done);
+            }
+        }
+        let mut record = state.spare.pop().unwrap_or_else(|| {
+            Arc::new(Record {
+                step: 0,
+                timestamp: 0.0,
+                rank: 0,
+                metrics: Vec::new(),
+            })
+        });
+        let row = Arc::get_mut(&mut record).expect("spare rows are unique");
+        row.step = step;
+        row.timestamp = now();
+        row.rank = self.inner.parts.rank.rank;
+        std::mem::swap(&mut row.metrics, &mut state.pending);
+        // The reused vector: its old keys are released here, and the next row most likely
+        // has as many keys as this one.
+        state.pending.clear();
+        state.pending.reserve(row.metrics.len());
+        record
     }
 
     fn fan_out(&self, make: impl Fn() -> Msg + Send + 'static) {
@@ -591,6 +633,7 @@ impl Drop for Inner {
             outdir: self.parts.outdir.take(),
             aggregator: self.parts.aggregator.take(),
             rounds: self.parts.rounds.take(),
+            recycled: self.parts.recycled.clone(),
             finish_timeout: self.parts.finish_timeout,
             finish_hooks: std::mem::take(&mut self.parts.finish_hooks),
             start_time: self.parts.start_time,

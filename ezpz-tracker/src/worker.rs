@@ -41,6 +41,11 @@ pub(crate) enum Msg {
     Finish(RunStatus, Sender<Result<()>>),
 }
 
+/// Where workers hand logged rows back once written, so that the logging thread frees them:
+/// the keys' reference counts and the row's memory then stay on the logging thread's core
+/// instead of bouncing between cores on every row.
+pub(crate) type Recycle = Sender<Arc<Record>>;
+
 /// Counters shared between the caller's side and the worker.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -69,6 +74,7 @@ impl WorkerHandle {
         backend: Box<dyn Backend>,
         capacity: usize,
         enqueue_timeout: Duration,
+        recycle: Recycle,
     ) -> Result<Self> {
         let name = backend.name().to_string();
         let (tx, rx) = bounded(capacity.max(1));
@@ -77,6 +83,7 @@ impl WorkerHandle {
         let worker = Worker {
             backend,
             rx,
+            recycle,
             stats: stats.clone(),
             warned: HashSet::new(),
             suppressed: 0,
@@ -204,6 +211,7 @@ impl WorkerHandle {
 struct Worker {
     backend: Box<dyn Backend>,
     rx: Receiver<Msg>,
+    recycle: Recycle,
     stats: Arc<Stats>,
     warned: HashSet<String>,
     suppressed: u64,
@@ -273,6 +281,8 @@ impl Worker {
                 if res.is_ok() {
                     self.stats.records.fetch_add(1, Ordering::Relaxed);
                 }
+                // Freed by the logging thread (see `Recycle`); dropped here once it is gone.
+                let _ = self.recycle.send(r);
                 res
             }
             Msg::Config(c) => self.call("log_config", |b| b.log_config(&c)),
