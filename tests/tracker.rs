@@ -294,6 +294,9 @@ fn a_stuck_backend_drops_after_the_bounded_wait_counts_it_and_never_blocks_finis
         .unwrap();
     for i in 0..20 {
         tracker.log([("i", i)]);
+        // Rows further apart than the hand-over pause go to the workers one at a time (a
+        // tight loop's rows would travel as one batch and fit the queue).
+        std::thread::sleep(Duration::from_millis(3));
     }
     let err = tracker.finish().unwrap_err().to_string();
     assert!(
@@ -332,25 +335,29 @@ fn flush_and_finish_are_idempotent_and_log_after_finish_is_ignored() {
 }
 
 #[test]
-fn rows_reach_the_file_within_about_a_second_without_flush() {
+fn a_bursts_rows_reach_the_file_within_about_a_second_without_flush_or_another_log() {
     let dir = tempfile::tempdir().unwrap();
     let tracker = TrackerBuilder::new()
         .backends("csv")
         .outdir(dir.path())
         .build()
         .unwrap();
-    tracker.log([("loss", 0.5)]);
+    // A burst: the first row goes to the worker at once, the rest wait to travel as one
+    // batch, which the hand-over thread sends when no further `log` comes.
+    for step in 0..50 {
+        tracker.log([("loss", 0.5 + step as f64)]);
+    }
     let path = dir.path().join("metrics.csv");
-    // Poll (no timing assertion): the periodic flush must make the row visible.
+    // Poll (no timing assertion): the periodic flush must make the rows visible.
     let mut rows = 0;
     for _ in 0..100 {
         rows = read_csv(&path).len();
-        if rows == 2 {
+        if rows == 51 {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(rows, 2);
+    assert_eq!(rows, 51);
     drop(tracker);
 }
 

@@ -301,6 +301,7 @@ impl TrackerBuilder {
             aggregator: self.aggregator,
             rounds: None,
             recycled,
+            nudger: None,
             finish_timeout,
             finish_hooks,
             start_time,

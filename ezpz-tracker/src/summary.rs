@@ -22,7 +22,8 @@ pub struct BackendSummary {
     pub records: u64,
     /// Calls that failed.
     pub errors: u64,
-    /// Messages dropped because its queue stayed full or its worker stopped.
+    /// Items (rows, tables, images, …) dropped because its queue stayed full or its worker
+    /// stopped.
     pub dropped: u64,
     /// Its run identity.
     pub run_info: Option<RunInfo>,

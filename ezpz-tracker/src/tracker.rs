@@ -14,11 +14,12 @@ use crate::aggregate::Aggregator;
 use crate::backend::{
     Artifacts, HistogramRecord, ImageRecord, ImageSource, Record, RunStatus, Table,
 };
+use crate::staging::{Nudger, Returned, Staging};
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
 use crate::value::{IntoMetrics, Metric, Value};
 use crate::worker::{Msg, WorkerHandle};
-use crossbeam_channel::Receiver;
 use crate::{Error, RankInfo, Result};
+use crossbeam_channel::Receiver;
 
 /// Runs at finish on rank 0, before the backends end, with the tracker still open (it may log
 /// tables and artifacts). The end-of-run report is one.
@@ -33,8 +34,10 @@ pub(crate) struct TrackerParts {
     pub aggregator: Option<Box<dyn Aggregator>>,
     /// The aggregation thread, started from `aggregator` (more than one rank).
     pub rounds: Option<Rounds>,
-    /// Rows the workers have written, to be freed on the logging thread (`worker::Recycle`).
-    pub recycled: Receiver<Arc<Record>>,
+    /// Rows the workers have written, to be freed on the logging thread (`staging`).
+    pub recycled: Receiver<Returned>,
+    /// Hands over rows a logging loop left waiting (started with the tracker).
+    pub nudger: Option<Nudger>,
     pub finish_timeout: Duration,
     pub finish_hooks: Vec<FinishHook>,
     pub start_time: f64,
@@ -65,12 +68,9 @@ struct State {
     last: Option<Arc<Record>>,
     warned: HashSet<&'static str>,
     finished: Option<Summary>,
-    /// Rows the workers are done with, reused by the next commits.
-    spare: Vec<Arc<Record>>,
+    /// Committed rows on their way to the workers.
+    staging: Staging,
 }
-
-/// Rows kept for reuse (more come back only after a burst the workers lag behind).
-const MAX_SPARE_ROWS: usize = 64;
 
 fn now() -> f64 {
     SystemTime::now()
@@ -91,7 +91,10 @@ impl std::fmt::Debug for Tracker {
 
 impl Tracker {
     pub(crate) fn from_parts(mut parts: TrackerParts) -> Tracker {
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            staging: Staging::new(parts.recycled.clone()),
+            ..State::default()
+        }));
         if let Some(aggregator) = parts.aggregator.take() {
             if aggregator.world_size() > 1 && parts.rounds.is_none() {
                 let last = state.clone();
@@ -105,6 +108,20 @@ impl Tracker {
                          aggregates"
                     ),
                 }
+            }
+        }
+        if parts.nudger.is_none() && parts.rounds.is_none() && !parts.workers.is_empty() {
+            let (state, workers) = (state.clone(), parts.workers.clone());
+            let tick = move || {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                if state.staging.is_stale(now()) {
+                    state.staging.hand_off(&workers);
+                }
+            };
+            match Nudger::start(tick) {
+                Ok(nudger) => parts.nudger = Some(nudger),
+                // Rows then reach the workers at the next log, flush or finish.
+                Err(e) => tracing::warn!("ezpz: the hand-over thread could not start ({e})"),
             }
         }
         Tracker {
@@ -128,6 +145,7 @@ impl Tracker {
             aggregator: None,
             rounds: None,
             recycled: crossbeam_channel::never(),
+            nudger: None,
             finish_timeout: Duration::from_secs(1),
             finish_hooks: Vec::new(),
             start_time: now(),
@@ -299,7 +317,8 @@ impl Tracker {
         state.next_step = step + 1;
         state.steps += 1;
         if let Some(rounds) = self.rounds() {
-            while self.inner.parts.recycled.try_recv().is_ok() {}
+            // What the workers handed back (the aggregation thread hands rows over).
+            state.staging.take_back();
             let metrics = std::mem::take(&mut state.pending);
             // The next row most likely has as many keys: one allocation instead of regrowth.
             state.pending = Vec::with_capacity(metrics.len());
@@ -329,32 +348,16 @@ impl Tracker {
         }
         let record = self.commit_row(state, step);
         state.last = Some(record.clone());
-        // Sent under the lock so every backend sees rows in the same order.
-        for w in self.inner.parts.workers.iter() {
-            w.send(Msg::Log(record.clone()));
-        }
+        // Handed over under the lock so every backend sees rows in the same order.
+        state.staging.push(record, &self.inner.parts.workers);
     }
 
-    /// The pending row as a shared record. Rows the workers are done with come back here
-    /// (`worker::Recycle`): this thread frees them, where their keys were cloned, and reuses
-    /// a row whose last copy came back, allocation and metric vector included.
+    /// The pending row as a shared record, in a row the workers handed back when possible.
     fn commit_row(&self, state: &mut State, step: u64) -> Arc<Record> {
         // This thread's reference to the previous row goes first, so that it comes back unique.
         state.last = None;
-        while let Ok(done) = self.inner.parts.recycled.try_recv() {
-            if Arc::strong_count(&done) == 1 && state.spare.len() < MAX_SPARE_ROWS {
-                state.spare.push(done);
-            }
-        }
-        let mut record = state.spare.pop().unwrap_or_else(|| {
-            Arc::new(Record {
-                step: 0,
-                timestamp: 0.0,
-                rank: 0,
-                metrics: Vec::new(),
-            })
-        });
-        let row = Arc::get_mut(&mut record).expect("spare rows are unique");
+        let mut record = state.staging.row();
+        let row = Arc::get_mut(&mut record).expect("staging hands out unique rows");
         row.step = step;
         row.timestamp = now();
         row.rank = self.inner.parts.rank.rank;
@@ -377,6 +380,7 @@ impl Tracker {
             });
             return;
         }
+        state.staging.hand_off(&self.inner.parts.workers);
         if let Some(rounds) = self.rounds() {
             // Behind the rows still waiting for other ranks.
             rounds.forward(Box::new(move |workers| {
@@ -503,8 +507,12 @@ impl Tracker {
     /// # Errors
     /// Each backend that failed or did not answer in time.
     pub fn flush(&self) -> Result<()> {
-        if self.state().finished.is_some() {
-            return Ok(());
+        {
+            let mut state = self.state();
+            if state.finished.is_some() {
+                return Ok(());
+            }
+            state.staging.hand_off(&self.inner.parts.workers);
         }
         let deadline = Instant::now() + self.inner.parts.finish_timeout;
         if let Some(rounds) = self.rounds() {
@@ -573,6 +581,10 @@ impl Tracker {
         if let Some(summary) = &state.finished {
             return Ok(summary.clone());
         }
+        if let Some(nudger) = &self.inner.parts.nudger {
+            nudger.stop();
+        }
+        state.staging.hand_off(&self.inner.parts.workers);
         let result = self.control("finish", |reply| Msg::Finish(status, reply));
         let deadline = Instant::now() + Duration::from_millis(500);
         let mut backends = Vec::new();
@@ -581,7 +593,7 @@ impl Tracker {
             let dropped = w.stats.dropped.load(Ordering::Relaxed);
             if dropped > 0 {
                 tracing::warn!(
-                    "ezpz: backend `{}` dropped {dropped} message(s) during the run",
+                    "ezpz: backend `{}` dropped {dropped} item(s) (rows, tables, images, …) during the run",
                     w.name
                 );
             }
@@ -634,6 +646,7 @@ impl Drop for Inner {
             aggregator: self.parts.aggregator.take(),
             rounds: self.parts.rounds.take(),
             recycled: self.parts.recycled.clone(),
+            nudger: self.parts.nudger.take(),
             finish_timeout: self.parts.finish_timeout,
             finish_hooks: std::mem::take(&mut self.parts.finish_hooks),
             start_time: self.parts.start_time,

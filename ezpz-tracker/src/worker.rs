@@ -18,6 +18,7 @@ use crossbeam_channel::{
 use crate::backend::{
     Artifacts, Backend, HistogramRecord, ImageRecord, Record, RunInfo, RunStatus, Table,
 };
+use crate::staging::{Batch, Recycle, Returned};
 use crate::{Error, Result};
 
 /// How often pending data is flushed while the worker is busy or idle.
@@ -32,6 +33,8 @@ const MAX_WARNINGS: usize = 8;
 /// What travels to a worker.
 pub(crate) enum Msg {
     Log(Arc<Record>),
+    /// Rows handed over together by the logging thread (`staging`).
+    Logs(Batch),
     Config(Arc<serde_json::Value>),
     Table(Arc<Table>),
     Image(Arc<ImageRecord>),
@@ -40,11 +43,6 @@ pub(crate) enum Msg {
     Flush(Sender<Result<()>>),
     Finish(RunStatus, Sender<Result<()>>),
 }
-
-/// Where workers hand logged rows back once written, so that the logging thread frees them:
-/// the keys' reference counts and the row's memory then stay on the logging thread's core
-/// instead of bouncing between cores on every row.
-pub(crate) type Recycle = Sender<Arc<Record>>;
 
 /// Counters shared between the caller's side and the worker.
 #[derive(Debug, Default)]
@@ -109,20 +107,32 @@ impl WorkerHandle {
         let msg = match self.tx.try_send(msg) {
             Ok(()) => return,
             Err(TrySendError::Full(msg)) => msg,
-            Err(TrySendError::Disconnected(_)) => return self.dropped("its worker has stopped"),
+            Err(TrySendError::Disconnected(msg)) => {
+                return self.dropped(&msg, "its worker has stopped")
+            }
         };
         match self.tx.send_timeout(msg, self.enqueue_timeout) {
             Ok(()) => {}
-            Err(SendTimeoutError::Timeout(_)) => self.dropped(&format!(
-                "its queue stayed full for {:.1} s (the backend is slower than logging)",
-                self.enqueue_timeout.as_secs_f64()
-            )),
-            Err(SendTimeoutError::Disconnected(_)) => self.dropped("its worker has stopped"),
+            Err(SendTimeoutError::Timeout(msg)) => self.dropped(
+                &msg,
+                &format!(
+                    "its queue stayed full for {:.1} s (the backend is slower than logging)",
+                    self.enqueue_timeout.as_secs_f64()
+                ),
+            ),
+            Err(SendTimeoutError::Disconnected(msg)) => {
+                self.dropped(&msg, "its worker has stopped")
+            }
         }
     }
 
-    fn dropped(&self, why: &str) {
-        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Counts what `msg` carried (each row of a batch) as dropped; warns once.
+    fn dropped(&self, msg: &Msg, why: &str) {
+        let items = match msg {
+            Msg::Logs(batch) => batch.len() as u64,
+            _ => 1,
+        };
+        self.stats.dropped.fetch_add(items, Ordering::Relaxed);
         if !self.stats.drop_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 backend = %self.name,
@@ -281,9 +291,22 @@ impl Worker {
                 if res.is_ok() {
                     self.stats.records.fetch_add(1, Ordering::Relaxed);
                 }
-                // Freed by the logging thread (see `Recycle`); dropped here once it is gone.
-                let _ = self.recycle.send(r);
+                // Freed by the logging thread (see `staging`); dropped here once it is gone.
+                let _ = self.recycle.send(Returned::Row(r));
                 res
+            }
+            Msg::Logs(batch) => {
+                let mut result = Ok(());
+                let mut written = 0;
+                for r in batch.iter() {
+                    match self.call("log", |b| b.log(r)) {
+                        Ok(()) => written += 1,
+                        Err(e) => result = Err(e),
+                    }
+                }
+                self.stats.records.fetch_add(written, Ordering::Relaxed);
+                let _ = self.recycle.send(Returned::Batch(batch));
+                result
             }
             Msg::Config(c) => self.call("log_config", |b| b.log_config(&c)),
             Msg::Table(t) => self.call("log_table", |b| b.log_table(&t)),

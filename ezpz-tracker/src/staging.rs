@@ -1,0 +1,173 @@
+//! The logging thread's side of the hand-over to the backend workers.
+//!
+//! Committed rows are handed over in batches: at once when the previous hand-over is older
+//! than [`HANDOFF_PAUSE`] (a program logging now and then never waits), otherwise when
+//! [`HANDOFF_ROWS`] rows are waiting, before any other message (config, table, flush, …), or
+//! by the [`Nudger`] thread within [`NUDGE`]. A tight logging loop then pays one channel
+//! operation per batch instead of one per row.
+//!
+//! Workers hand rows back once written ([`Returned`]): the logging thread frees them, where
+//! their keys were cloned, so keys' reference counts stay on one core, and it reuses a row
+//! or batch whose last copy came back, allocation included.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::backend::Record;
+use crate::worker::{Msg, WorkerHandle};
+
+/// Rows waiting before a hand-over is forced.
+pub(crate) const HANDOFF_ROWS: usize = 64;
+/// Seconds after a hand-over before the next row goes over at once.
+pub(crate) const HANDOFF_PAUSE: f64 = 0.001;
+/// How often the nudger hands over rows left waiting.
+pub(crate) const NUDGE: Duration = Duration::from_millis(20);
+/// Rows and batches kept for reuse.
+const MAX_SPARE_ROWS: usize = 128;
+const MAX_SPARE_BATCHES: usize = 8;
+
+/// Rows handed over together; every worker gets the same batch.
+pub(crate) type Batch = Arc<Vec<Arc<Record>>>;
+
+/// What a worker hands back once it has written it.
+pub(crate) enum Returned {
+    Row(Arc<Record>),
+    Batch(Batch),
+}
+
+/// Where workers hand rows back.
+pub(crate) type Recycle = Sender<Returned>;
+
+/// See the module docs.
+pub(crate) struct Staging {
+    recycled: Receiver<Returned>,
+    staged: Vec<Arc<Record>>,
+    /// Timestamp (seconds since the epoch) of the last hand-over.
+    last_handoff: f64,
+    spare_rows: Vec<Arc<Record>>,
+    spare_batches: Vec<Batch>,
+}
+
+impl Default for Staging {
+    fn default() -> Staging {
+        Staging::new(crossbeam_channel::never())
+    }
+}
+
+impl Staging {
+    pub(crate) fn new(recycled: Receiver<Returned>) -> Staging {
+        Staging {
+            recycled,
+            staged: Vec::new(),
+            last_handoff: f64::NEG_INFINITY,
+            spare_rows: Vec::new(),
+            spare_batches: Vec::new(),
+        }
+    }
+
+    /// A row to fill, owned only by the caller: a returned one when there is one. Call it
+    /// once no other reference to earlier rows is held, so that they come back unique.
+    pub(crate) fn row(&mut self) -> Arc<Record> {
+        self.take_back();
+        self.spare_rows.pop().unwrap_or_else(|| {
+            Arc::new(Record {
+                step: 0,
+                timestamp: 0.0,
+                rank: 0,
+                metrics: Vec::new(),
+            })
+        })
+    }
+
+    /// Queues a committed row, handing the queue over when due.
+    pub(crate) fn push(&mut self, record: Arc<Record>, workers: &[WorkerHandle]) {
+        let at = record.timestamp;
+        self.staged.push(record);
+        if self.staged.len() >= HANDOFF_ROWS || at - self.last_handoff >= HANDOFF_PAUSE {
+            self.last_handoff = at;
+            self.hand_off(workers);
+        }
+    }
+
+    /// Whether rows have waited since a hand-over older than the pause (for the nudger).
+    pub(crate) fn is_stale(&self, now: f64) -> bool {
+        !self.staged.is_empty() && now - self.last_handoff >= HANDOFF_PAUSE
+    }
+
+    /// Hands every waiting row over, in order, one batch for all workers.
+    pub(crate) fn hand_off(&mut self, workers: &[WorkerHandle]) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let mut batch = self.spare_batches.pop().unwrap_or_default();
+        Arc::get_mut(&mut batch)
+            .expect("spare batches are unique")
+            .append(&mut self.staged);
+        for w in workers {
+            w.send(Msg::Logs(batch.clone()));
+        }
+    }
+
+    /// Frees what the workers handed back; keeps unique rows and batches for reuse.
+    pub(crate) fn take_back(&mut self) {
+        while let Ok(returned) = self.recycled.try_recv() {
+            match returned {
+                Returned::Row(row) => self.keep_row(row),
+                Returned::Batch(mut batch) => {
+                    let Some(rows) = Arc::get_mut(&mut batch) else {
+                        continue; // other workers still hold it
+                    };
+                    for row in rows.drain(..) {
+                        self.keep_row(row);
+                    }
+                    if self.spare_batches.len() < MAX_SPARE_BATCHES {
+                        self.spare_batches.push(batch);
+                    }
+                }
+            }
+        }
+    }
+
+    fn keep_row(&mut self, mut row: Arc<Record>) {
+        if self.spare_rows.len() < MAX_SPARE_ROWS && Arc::get_mut(&mut row).is_some() {
+            self.spare_rows.push(row);
+        }
+    }
+}
+
+/// A thread that runs `tick` every [`NUDGE`] until stopped (hands over rows a loop that
+/// stopped logging left waiting).
+pub(crate) struct Nudger {
+    stop: Mutex<Option<Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Nudger {
+    pub(crate) fn start(tick: impl Fn() + Send + 'static) -> std::io::Result<Nudger> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("ezpz-handoff".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(NUDGE) {
+                    Err(RecvTimeoutError::Timeout) => tick(),
+                    _ => return,
+                }
+            })?;
+        Ok(Nudger {
+            stop: Mutex::new(Some(stop)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stops the thread and waits for it (idempotent).
+    pub(crate) fn stop(&self) {
+        drop(self.stop.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
