@@ -123,11 +123,11 @@
 //! each backend's worker thread (`ezpz-<name>`). A row goes over at once when logging is
 //! occasional; a tight loop's rows travel in batches (at most 64 rows or 1 ms apart, the rest
 //! handed over by the `ezpz-handoff` thread within 20 ms), and the workers hand written rows
-//! back to the logging thread, which frees or reuses them. A slow backend applies backpressure with a
-//! bounded wait (then drops, counting and warning once); a failing one warns once per cause
-//! and never stops the others. Workers flush at least once a second. [`Tracker::flush`] and
-//! [`Tracker::finish`] are the only fallible calls, both idempotent and capped by
-//! `EZPZ_FINISH_TIMEOUT`; dropping the last clone of a tracker finishes it.
+//! back to the logging thread, which frees or reuses them. A slow backend applies
+//! backpressure with a bounded wait (then drops, counting and warning once); a failing one
+//! warns once per cause and never stops the others. Workers flush at least once a second.
+//! [`Tracker::flush`] and [`Tracker::finish`] are the only fallible calls, both idempotent and
+//! capped by `EZPZ_FINISH_TIMEOUT`; dropping the last clone of a tracker finishes it.
 //!
 //! ## Cargo features
 //!

@@ -593,7 +593,8 @@ impl Tracker {
             let dropped = w.stats.dropped.load(Ordering::Relaxed);
             if dropped > 0 {
                 tracing::warn!(
-                    "ezpz: backend `{}` dropped {dropped} item(s) (rows, tables, images, …) during the run",
+                    "ezpz: backend `{}` dropped {dropped} item(s) (rows, tables, images, …) \
+                     during the run",
                     w.name
                 );
             }
