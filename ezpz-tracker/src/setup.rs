@@ -157,7 +157,8 @@ impl TrackerBuilder {
         self
     }
 
-    /// Messages each backend's queue holds before `log` waits (default 16 384).
+    /// Rows (and other items) each backend's queue holds before `log` waits (default
+    /// 16 384).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
         self

@@ -70,6 +70,8 @@ struct State {
     finished: Option<Summary>,
     /// Committed rows on their way to the workers.
     staging: Staging,
+    /// Metrics were staged while nothing is delivered (the next commit counts a step).
+    staged_undelivered: bool,
 }
 
 fn now() -> f64 {
@@ -269,6 +271,10 @@ impl Tracker {
             });
             return;
         }
+        // Nothing is delivered anywhere (a disabled tracker, or a rank other than 0 without
+        // cross-rank aggregation): only the step count is kept, nothing is allocated.
+        let deliver = !self.inner.parts.workers.is_empty() || self.rounds().is_some();
+        let mut undelivered = false;
         // Fast path: the same keys as the previous row, in the same order, reuse its key
         // allocations and cannot contain duplicates (the previous row had none).
         let mut positional = state.pending.is_empty();
@@ -291,6 +297,10 @@ impl Tracker {
                 }
                 return;
             }
+            if !deliver {
+                undelivered = true;
+                return;
+            }
             if positional {
                 let idx = state.pending.len();
                 if let Some((k, _)) = last.as_ref().and_then(|r| r.metrics.get(idx)) {
@@ -309,6 +319,15 @@ impl Tracker {
         state.last = last;
         if let Some(s) = step {
             state.pending_step = Some(s);
+        }
+        if !deliver {
+            state.staged_undelivered |= undelivered;
+            if commit && std::mem::take(&mut state.staged_undelivered) {
+                let step = state.pending_step.take().unwrap_or(state.next_step);
+                state.next_step = step + 1;
+                state.steps += 1;
+            }
+            return;
         }
         if !commit || state.pending.is_empty() {
             return;

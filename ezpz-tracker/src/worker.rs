@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -44,12 +44,25 @@ pub(crate) enum Msg {
     Finish(RunStatus, Sender<Result<()>>),
 }
 
+impl Msg {
+    /// Rows the message carries (what the queue's capacity counts).
+    fn rows(&self) -> usize {
+        match self {
+            Msg::Log(_) => 1,
+            Msg::Logs(batch) => batch.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Counters shared between the caller's side and the worker.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub records: AtomicU64,
     pub errors: AtomicU64,
     pub dropped: AtomicU64,
+    /// Rows sent and not yet written (bounded by the queue capacity).
+    queued_rows: AtomicUsize,
     drop_warned: AtomicBool,
     pub run_info: Mutex<Option<RunInfo>>,
 }
@@ -61,6 +74,8 @@ pub(crate) struct WorkerHandle {
     thread: Mutex<Option<JoinHandle<()>>>,
     pub stats: Arc<Stats>,
     enqueue_timeout: Duration,
+    /// Rows the queue holds before `send` waits.
+    row_capacity: usize,
 }
 
 impl WorkerHandle {
@@ -98,41 +113,82 @@ impl WorkerHandle {
             thread: Mutex::new(Some(thread)),
             stats,
             enqueue_timeout,
+            row_capacity: capacity.max(1),
         })
     }
 
     /// Enqueues a data message; waits at most the enqueue timeout when the queue is full, then
     /// drops it (counted, warned once).
     pub fn send(&self, msg: Msg) {
+        let rows = msg.rows();
+        if rows > 0 {
+            if !self.wait_for_room(rows) {
+                return self.dropped(&msg, &self.full_for());
+            }
+            // Counted before the worker can see it, so its decrement never comes first.
+            self.stats.queued_rows.fetch_add(rows, Ordering::Relaxed);
+        }
         let msg = match self.tx.try_send(msg) {
             Ok(()) => return,
             Err(TrySendError::Full(msg)) => msg,
             Err(TrySendError::Disconnected(msg)) => {
-                return self.dropped(&msg, "its worker has stopped")
+                self.unqueue(&msg);
+                return self.dropped(&msg, "its worker has stopped");
             }
         };
         match self.tx.send_timeout(msg, self.enqueue_timeout) {
             Ok(()) => {}
-            Err(SendTimeoutError::Timeout(msg)) => self.dropped(
-                &msg,
-                &format!(
-                    "its queue stayed full for {:.1} s (the backend is slower than logging)",
-                    self.enqueue_timeout.as_secs_f64()
-                ),
-            ),
+            Err(SendTimeoutError::Timeout(msg)) => {
+                self.unqueue(&msg);
+                self.dropped(&msg, &self.full_for());
+            }
             Err(SendTimeoutError::Disconnected(msg)) => {
-                self.dropped(&msg, "its worker has stopped")
+                self.unqueue(&msg);
+                self.dropped(&msg, "its worker has stopped");
             }
         }
     }
 
-    /// Counts what `msg` carried (each row of a batch) as dropped; warns once.
-    fn dropped(&self, msg: &Msg, why: &str) {
-        let items = match msg {
-            Msg::Logs(batch) => batch.len() as u64,
-            _ => 1,
+    /// Takes the rows of a message that never reached the worker off the queued count.
+    fn unqueue(&self, msg: &Msg) {
+        self.stats
+            .queued_rows
+            .fetch_sub(msg.rows(), Ordering::Relaxed);
+    }
+
+    /// Whether `rows` more rows fit the queue, waiting at most the enqueue timeout (a batch
+    /// larger than the whole capacity goes when the queue is empty).
+    fn wait_for_room(&self, rows: usize) -> bool {
+        let fits = || {
+            let queued = self.stats.queued_rows.load(Ordering::Relaxed);
+            queued == 0 || queued + rows <= self.row_capacity
         };
-        self.stats.dropped.fetch_add(items, Ordering::Relaxed);
+        if fits() {
+            return true;
+        }
+        let deadline = Instant::now() + self.enqueue_timeout;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(50));
+            if fits() {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn full_for(&self) -> String {
+        format!(
+            "its queue stayed full for {:.1} s (the backend is slower than logging)",
+            self.enqueue_timeout.as_secs_f64()
+        )
+    }
+
+    /// Counts what `msg` carried (each row of a batch) as dropped, after a failed send
+    /// (counted as queued) or a wait for room (not counted); warns once.
+    fn dropped(&self, msg: &Msg, why: &str) {
+        self.stats
+            .dropped
+            .fetch_add(msg.rows().max(1) as u64, Ordering::Relaxed);
         if !self.stats.drop_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 backend = %self.name,
@@ -291,6 +347,7 @@ impl Worker {
                 if res.is_ok() {
                     self.stats.records.fetch_add(1, Ordering::Relaxed);
                 }
+                self.stats.queued_rows.fetch_sub(1, Ordering::Relaxed);
                 // Freed by the logging thread (see `staging`); dropped here once it is gone.
                 let _ = self.recycle.send(Returned::Row(r));
                 res
@@ -305,6 +362,9 @@ impl Worker {
                     }
                 }
                 self.stats.records.fetch_add(written, Ordering::Relaxed);
+                self.stats
+                    .queued_rows
+                    .fetch_sub(batch.len(), Ordering::Relaxed);
                 let _ = self.recycle.send(Returned::Batch(batch));
                 result
             }
