@@ -159,6 +159,7 @@ pub mod env;
 mod error;
 #[cfg(any(feature = "mpi", test))]
 pub mod mpi;
+mod pending;
 mod registry;
 pub mod report;
 #[cfg(any(feature = "wandb", feature = "mlflow"))]

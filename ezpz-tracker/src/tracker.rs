@@ -14,6 +14,7 @@ use crate::aggregate::Aggregator;
 use crate::backend::{
     Artifacts, HistogramRecord, ImageRecord, ImageSource, Record, RunStatus, Table,
 };
+use crate::pending::PendingRow;
 use crate::staging::{Nudger, Returned, Staging};
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
 use crate::value::{IntoMetrics, Metric, Value};
@@ -62,7 +63,7 @@ struct Inner {
 struct State {
     next_step: u64,
     steps: u64,
-    pending: Vec<Metric>,
+    pending: PendingRow,
     pending_step: Option<u64>,
     /// The previous committed row (its keys are reused by the next one).
     last: Option<Arc<Record>>,
@@ -301,20 +302,8 @@ impl Tracker {
                 undelivered = true;
                 return;
             }
-            if positional {
-                let idx = state.pending.len();
-                if let Some((k, _)) = last.as_ref().and_then(|r| r.metrics.get(idx)) {
-                    if &**k == key {
-                        state.pending.push((k.clone(), value));
-                        return;
-                    }
-                }
-                positional = false;
-            }
-            match state.pending.iter_mut().find(|(k, _)| &**k == key) {
-                Some(slot) => slot.1 = value,
-                None => state.pending.push((Arc::from(key), value)),
-            }
+            let hint = last.as_ref().map(|r| &r.metrics[..]);
+            positional = state.pending.set(key, value, positional, hint);
         });
         state.last = last;
         if let Some(s) = step {
@@ -338,9 +327,7 @@ impl Tracker {
         if let Some(rounds) = self.rounds() {
             // What the workers handed back (the aggregation thread hands rows over).
             state.staging.take_back();
-            let metrics = std::mem::take(&mut state.pending);
-            // The next row most likely has as many keys: one allocation instead of regrowth.
-            state.pending = Vec::with_capacity(metrics.len());
+            let metrics = state.pending.take();
             let record = Record {
                 step,
                 timestamp: now(),
@@ -361,10 +348,6 @@ impl Tracker {
             }
             return;
         }
-        if self.inner.parts.workers.is_empty() {
-            state.pending.clear();
-            return;
-        }
         let record = self.commit_row(state, step);
         state.last = Some(record.clone());
         // Handed over under the lock so every backend sees rows in the same order.
@@ -380,11 +363,8 @@ impl Tracker {
         row.step = step;
         row.timestamp = now();
         row.rank = self.inner.parts.rank.rank;
-        std::mem::swap(&mut row.metrics, &mut state.pending);
-        // The reused vector: its old keys are released here, and the next row most likely
-        // has as many keys as this one.
-        state.pending.clear();
-        state.pending.reserve(row.metrics.len());
+        // The recycled row's entries become the next row's (see `pending`).
+        state.pending.swap_into(&mut row.metrics);
         record
     }
 
