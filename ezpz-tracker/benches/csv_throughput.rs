@@ -77,7 +77,12 @@ fn main() {
     let small = 100_000u64;
     let (raw_s, raw_cpu) = raw(&dir.path().join("raw"), big);
     let (tracker_s, tracker_cpu) = through_tracker(&dir.path().join("tracker-1m"), big);
-    let (small_s, _) = through_tracker(&dir.path().join("tracker-100k"), small);
+    // The short run is noisier: the median of five.
+    let mut smalls: Vec<f64> = (0..5)
+        .map(|i| through_tracker(&dir.path().join(format!("tracker-100k-{i}")), small).0)
+        .collect();
+    smalls.sort_by(f64::total_cmp);
+    let small_s = smalls[2];
     let same = std::fs::read(dir.path().join("raw/raw.csv")).expect("raw")
         == std::fs::read(dir.path().join("tracker-1m/metrics.csv")).expect("tracker");
     assert!(same, "the tracker's metrics.csv differs from the raw bytes");
