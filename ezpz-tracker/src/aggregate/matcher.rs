@@ -12,8 +12,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::names::KeyTable;
+use super::stats::Stats;
 use super::wire::{self, key_set_hash, stats_over_ranks, WireRow};
-use crate::value::Metric;
+use crate::value::{Metric, Value};
 
 type Pairs = Vec<(Arc<str>, f64)>;
 
@@ -40,6 +42,9 @@ pub(crate) struct Matcher {
     others: HashMap<(u64, u64), Vec<VecDeque<Arrived>>>,
     warned_mismatch: bool,
     warned_orphans: bool,
+    keys: KeyTable,
+    /// Scratch for one key's values across ranks.
+    values: Vec<f64>,
 }
 
 impl Matcher {
@@ -51,7 +56,42 @@ impl Matcher {
             others: HashMap::new(),
             warned_mismatch: false,
             warned_orphans: false,
+            keys: KeyTable::default(),
+            values: Vec::new(),
         }
+    }
+
+    /// The shared allocation for a key arriving from another rank.
+    pub(crate) fn intern(&mut self, key: &str) -> Arc<str> {
+        self.keys.intern(key)
+    }
+
+    /// Aggregates of rows whose keys are the same, in the same order, on every rank (the
+    /// common case); `None` otherwise.
+    fn same_order_stats(&mut self, per_rank: &[Option<&wire::Pairs>]) -> Option<Vec<Metric>> {
+        let first = per_rank.first().copied().flatten()?;
+        let same = per_rank.iter().all(|p| {
+            p.is_some_and(|p| {
+                p.len() == first.len() && p.iter().zip(first).all(|(a, b)| a.0 == b.0)
+            })
+        });
+        if !same {
+            return None;
+        }
+        let mut out = Vec::with_capacity(first.len() * 4);
+        for (i, (key, _)) in first.iter().enumerate() {
+            self.values.clear();
+            self.values
+                .extend(per_rank.iter().flatten().map(|pairs| pairs[i].1));
+            let s = Stats::of(&self.values);
+            let names = self.keys.aggregate_names(key);
+            out.extend(
+                names
+                    .into_iter()
+                    .zip([s.mean, s.min, s.max, s.std].map(Value::F64)),
+            );
+        }
+        Some(out)
     }
 
     /// One of rank 0's rows (`pairs` not empty), identified by `id`.
@@ -111,7 +151,10 @@ impl Matcher {
             let per_rank: Vec<Option<&wire::Pairs>> = std::iter::once(Some(&own.pairs[..]))
                 .chain(theirs.iter().map(|p| p.as_deref()))
                 .collect();
-            let (aggregates, difference) = stats_over_ranks(&per_rank);
+            let (aggregates, difference) = match self.same_order_stats(&per_rank) {
+                Some(aggregates) => (aggregates, None),
+                None => stats_over_ranks(&per_rank),
+            };
             if let Some(difference) = difference {
                 if !std::mem::replace(&mut self.warned_mismatch, true) {
                     tracing::warn!(

@@ -14,6 +14,7 @@
 
 mod local;
 pub(crate) mod matcher;
+mod names;
 pub(crate) mod rounds;
 mod stats;
 pub(crate) mod wire;

@@ -195,7 +195,8 @@ impl Thread {
             self.outbox.clear();
             let now = Instant::now();
             for (rank, payload) in exchange.payloads.iter().enumerate().skip(1) {
-                match decode_rows(payload) {
+                let decoded = decode_rows(payload, &mut |k| self.matcher.intern(k));
+                match decoded {
                     Some(rows) => rows
                         .into_iter()
                         .for_each(|row| self.matcher.arrived(rank, row, now)),
@@ -267,14 +268,18 @@ impl Thread {
     }
 
     fn resolved(&mut self, id: u64, aggregates: Vec<Metric>) {
-        // Queue ids increase from the front; rows are few between two rounds.
-        let slot = self.queue.iter_mut().find_map(|p| match p {
-            Pending::Row {
-                id: i, aggregates, ..
-            } if *i == id => Some(aggregates),
-            _ => None,
-        });
-        if let Some(slot) = slot {
+        // Every queued item has the next id, and `released` items have left from the front:
+        // the item with `id` is at `id - released`.
+        let slot = id
+            .checked_sub(self.released)
+            .and_then(|i| self.queue.get_mut(i as usize));
+        if let Some(Pending::Row {
+            id: found,
+            aggregates: slot,
+            ..
+        }) = slot
+        {
+            debug_assert_eq!(*found, id);
             *slot = Some(aggregates);
         }
     }

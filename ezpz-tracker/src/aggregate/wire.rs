@@ -67,8 +67,12 @@ pub(crate) fn encode_row(out: &mut Vec<u8>, step: u64, pairs: &[(Arc<str>, f64)]
     }
 }
 
-/// The rows of one payload, or `None` for a truncated or non-UTF-8 buffer.
-pub(crate) fn decode_rows(mut bytes: &[u8]) -> Option<Vec<WireRow>> {
+/// The rows of one payload, or `None` for a truncated or non-UTF-8 buffer; `intern` turns
+/// each key into its shared allocation.
+pub(crate) fn decode_rows(
+    mut bytes: &[u8],
+    intern: &mut dyn FnMut(&str) -> Arc<str>,
+) -> Option<Vec<WireRow>> {
     let mut rows = Vec::new();
     while !bytes.is_empty() {
         let (step, rest) = bytes.split_first_chunk::<8>()?;
@@ -88,7 +92,7 @@ pub(crate) fn decode_rows(mut bytes: &[u8]) -> Option<Vec<WireRow>> {
             let (key, after) = after.split_at(klen);
             let (value, after) = after.split_first_chunk::<8>()?;
             pairs.push((
-                Arc::from(std::str::from_utf8(key).ok()?),
+                intern(std::str::from_utf8(key).ok()?),
                 f64::from_bits(u64::from_le_bytes(*value)),
             ));
             body = after;
@@ -207,15 +211,16 @@ mod tests {
         encode_row(&mut bytes, 7, &a);
         encode_row(&mut bytes, u64::MAX, &b);
         encode_row(&mut bytes, 0, &[]);
-        let rows = decode_rows(&bytes).unwrap();
+        let fresh = &mut |k: &str| Arc::from(k);
+        let rows = decode_rows(&bytes, fresh).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!((rows[0].step, &rows[0].pairs), (7, &a));
         assert_eq!(rows[1].step, u64::MAX);
         assert!(rows[1].pairs[0].1.is_nan());
         assert!(rows[2].pairs.is_empty());
-        assert_eq!(decode_rows(&bytes[..bytes.len() - 1]), None);
-        assert_eq!(decode_rows(&[1, 2, 3]), None);
-        assert_eq!(decode_rows(&[]), Some(vec![]));
+        assert_eq!(decode_rows(&bytes[..bytes.len() - 1], fresh), None);
+        assert_eq!(decode_rows(&[1, 2, 3], fresh), None);
+        assert_eq!(decode_rows(&[], fresh), Some(vec![]));
     }
 
     #[test]
