@@ -132,8 +132,9 @@ impl Rounds {
             self.abort.store(true, Ordering::Release);
         }
         let _ = self.tx.send(Cmd::Finish);
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
+        // Joined under the lock: a concurrent `finish` returns only once the thread is done.
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(thread) = thread.take() {
             if thread.join().is_err() {
                 tracing::warn!("ezpz: the aggregation thread panicked; aggregates were lost");
             }
