@@ -218,6 +218,8 @@ mod device;
 mod error;
 mod logger;
 mod progress;
+#[cfg(test)]
+mod test_support;
 mod watch;
 
 pub use attach::{Attach, SupervisedTrainingExt};

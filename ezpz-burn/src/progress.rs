@@ -173,16 +173,10 @@ impl TrainingProgressLogger for EzpzProgressLogger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ezpz_tracker::{MemoryBackend, TrackerBuilder};
 
     #[test]
     fn logs_progress_per_batch_and_marks_start_and_end() {
-        let memory = MemoryBackend::new();
-        let tracker = TrackerBuilder::new()
-            .backends("none")
-            .add_backend(memory.clone())
-            .build()
-            .unwrap();
+        let (tracker, memory) = crate::test_support::memory_tracker();
         let mut progress = EzpzProgressLogger::new(&tracker);
         progress.start(2, 1, None, Some("probe"));
         for epoch in 1..=2 {

@@ -142,16 +142,10 @@ mod tests {
     use super::*;
     use burn::train::metric::store::NumericMetricUpdate;
     use burn::train::metric::{MetricAttributes, MetricEntry, SerializedEntry};
-    use ezpz_tracker::{MemoryBackend, TrackerBuilder};
+    use ezpz_tracker::MemoryBackend;
 
     fn tracker() -> (Tracker, MemoryBackend) {
-        let memory = MemoryBackend::new();
-        let tracker = TrackerBuilder::new()
-            .backends("none")
-            .add_backend(memory.clone())
-            .build()
-            .unwrap();
-        (tracker, memory)
+        crate::test_support::memory_tracker()
     }
 
     fn definition(name: &str) -> MetricDefinition {
