@@ -119,7 +119,7 @@ impl Drop for RunEnd {
             return;
         }
         if let Err(e) = self.tracker.finish() {
-            tracing::warn!("ezpz: finishing the run at the end of training: {e}");
+            ezpz_tracker::warn!("ezpz: finishing the run at the end of training: {e}");
         }
     }
 }

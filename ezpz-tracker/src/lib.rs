@@ -171,6 +171,7 @@ mod summary;
 pub mod sync;
 mod tracker;
 mod value;
+mod warn;
 mod worker;
 
 pub use aggregate::{is_aggregate_key, Aggregator, Exchange, LocalAggregator, LocalGroup, Stats};
@@ -196,3 +197,4 @@ pub use setup::{
 };
 pub use tracker::{BackendInfo, BackendSummary, FinishHook, Summary, Tracker};
 pub use value::{IntoMetrics, Metric, Value};
+pub use warn::warning;

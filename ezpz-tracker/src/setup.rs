@@ -108,7 +108,7 @@ impl TrackerBuilder {
     pub fn config(mut self, config: impl Serialize) -> Self {
         match serde_json::to_value(config) {
             Ok(v) => self.config = Some(crate::config::as_object(v)),
-            Err(e) => tracing::warn!("ezpz: configuration could not be serialized ({e}); ignored"),
+            Err(e) => crate::warn!("ezpz: configuration could not be serialized ({e}); ignored"),
         }
         self
     }
@@ -219,7 +219,7 @@ impl TrackerBuilder {
         match self.build_with(Strictness::Lossy) {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!("ezpz: tracking disabled: {e}");
+                crate::warn!("ezpz: tracking disabled: {e}");
                 Tracker::disabled()
             }
         }
@@ -281,7 +281,7 @@ impl TrackerBuilder {
             );
             match spawned {
                 Ok(w) => workers.push(w),
-                Err(e) if strictness == Strictness::Lossy => tracing::warn!("ezpz: {e}"),
+                Err(e) if strictness == Strictness::Lossy => crate::warn!("ezpz: {e}"),
                 Err(e) => return Err(e),
             }
         }
@@ -324,7 +324,7 @@ fn construct(
         if let Err(e) = std::fs::create_dir_all(&ctx.outdir) {
             let err = Error::io("cannot create output directory", &ctx.outdir, e);
             if strictness == Strictness::Lossy {
-                tracing::warn!("ezpz: {err}; backends that write files are skipped");
+                crate::warn!("ezpz: {err}; backends that write files are skipped");
             } else {
                 return Err(err);
             }
@@ -339,13 +339,13 @@ fn construct(
             if strictness == Strictness::Strict {
                 return Err(err);
             }
-            tracing::warn!("ezpz: {err}; skipped");
+            crate::warn!("ezpz: {err}; skipped");
             continue;
         };
         match ctor(ctx) {
             Ok(b) => out.push(b),
             Err(e) if strictness == Strictness::Lossy => {
-                tracing::warn!("ezpz: backend `{name}` not started: {e}")
+                crate::warn!("ezpz: backend `{name}` not started: {e}")
             }
             Err(e) => return Err(e),
         }

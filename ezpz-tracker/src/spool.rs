@@ -212,7 +212,7 @@ impl Spool {
             match parse_line(&line) {
                 Some(entry) if !self.acked.contains(&entry.id) => return Ok(Some(entry)),
                 Some(_) => {}
-                None => tracing::warn!(
+                None => crate::warn!(
                     "ezpz: skipping an unreadable line in `{}`",
                     self.dir.join(ENTRIES).display()
                 ),

@@ -106,7 +106,7 @@ impl Tracker {
                 });
                 match Rounds::start(aggregator, parts.workers.clone(), on_release) {
                     Ok(rounds) => parts.rounds = Some(rounds),
-                    Err(e) => tracing::warn!(
+                    Err(e) => crate::warn!(
                         "ezpz: the aggregation thread could not start ({e}); no cross-rank \
                          aggregates"
                     ),
@@ -124,7 +124,7 @@ impl Tracker {
             match Nudger::start(tick) {
                 Ok(nudger) => parts.nudger = Some(nudger),
                 // Rows then reach the workers at the next log, flush or finish.
-                Err(e) => tracing::warn!("ezpz: the hand-over thread could not start ({e})"),
+                Err(e) => crate::warn!("ezpz: the hand-over thread could not start ({e})"),
             }
         }
         Tracker {
@@ -226,7 +226,7 @@ impl Tracker {
 
     fn warn_once(state: &mut State, cause: &'static str, message: impl FnOnce() -> String) {
         if state.warned.insert(cause) {
-            tracing::warn!("ezpz: {}", message());
+            crate::warn!("ezpz: {}", message());
         }
     }
 
@@ -591,7 +591,7 @@ impl Tracker {
             w.join(deadline);
             let dropped = w.stats.dropped.load(Ordering::Relaxed);
             if dropped > 0 {
-                tracing::warn!(
+                crate::warn!(
                     "ezpz: backend `{}` dropped {dropped} item(s) (rows, tables, images, …) \
                      during the run",
                     w.name
@@ -659,7 +659,7 @@ impl Drop for Inner {
         let tracker = Tracker::from_parts(parts);
         *tracker.state() = pending;
         if let Err(e) = tracker.finish_with(status) {
-            tracing::warn!("ezpz: finishing the run on drop: {e}");
+            crate::warn!("ezpz: finishing the run on drop: {e}");
         }
     }
 }

@@ -190,8 +190,7 @@ impl WorkerHandle {
             .dropped
             .fetch_add(msg.rows().max(1) as u64, Ordering::Relaxed);
         if !self.stats.drop_warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                backend = %self.name,
+            crate::warn!(
                 "ezpz: dropping data for backend `{}`: {why}; the count is reported at finish",
                 self.name
             );
@@ -384,7 +383,7 @@ impl Worker {
                 let res = self.call("finish", |b| b.finish(status));
                 self.publish_run_info();
                 if self.suppressed > 0 {
-                    tracing::warn!(
+                    crate::warn!(
                         "ezpz: backend `{}` had {} more error(s) not shown",
                         self.backend.name(),
                         self.suppressed
@@ -454,8 +453,7 @@ impl Worker {
             } else if self.warned.len() >= MAX_WARNINGS {
                 self.suppressed += 1;
             } else {
-                tracing::warn!(
-                    backend = %self.backend.name(),
+                crate::warn!(
                     "ezpz: backend `{}` {op} failed: {text}",
                     self.backend.name()
                 );

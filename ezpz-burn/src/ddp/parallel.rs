@@ -176,7 +176,7 @@ impl DataParallel {
     ) -> GradientsParams {
         let packed = flat::take_grads(module, &mut grads);
         if let Some(e) = &packed.read_error {
-            tracing::warn!(
+            ezpz_tracker::warn!(
                 "ezpz: rank {} could not read its gradients from the device ({e}); this step \
                  uses the other ranks' mean",
                 self.inner.rank

@@ -116,7 +116,7 @@ impl Watch {
             Ok(readout) => readout,
             Err(e) => {
                 if !self.state.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("ezpz: watch skipped step {step}: {e}");
+                    ezpz_tracker::warn!("ezpz: watch skipped step {step}: {e}");
                 }
                 return;
             }

@@ -157,7 +157,7 @@ impl Matcher {
             };
             if let Some(difference) = difference {
                 if !std::mem::replace(&mut self.warned_mismatch, true) {
-                    tracing::warn!(
+                    crate::warn!(
                         "ezpz: ranks logged different metric keys at step {} ({difference}); \
                          aggregating each key over the ranks that logged it (warned once)",
                         own.step
@@ -218,7 +218,7 @@ impl Matcher {
         });
         if let Some(&(rank, step)) = dropped.first() {
             if !std::mem::replace(&mut self.warned_orphans, true) {
-                tracing::warn!(
+                crate::warn!(
                     "ezpz: {} row(s) logged on other ranks had no row of rank 0 at the same \
                      step with a common key (first: rank {rank}, step {step}); their \
                      aggregates are dropped (warned once)",

@@ -136,7 +136,7 @@ impl Rounds {
         let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(thread) = thread.take() {
             if thread.join().is_err() {
-                tracing::warn!("ezpz: the aggregation thread panicked; aggregates were lost");
+                crate::warn!("ezpz: the aggregation thread panicked; aggregates were lost");
             }
         }
     }
@@ -201,7 +201,7 @@ impl Thread {
                     Some(rows) => rows
                         .into_iter()
                         .for_each(|row| self.matcher.arrived(rank, row, now)),
-                    None => tracing::warn!(
+                    None => crate::warn!(
                         "ezpz: rank {rank}'s rows for aggregation could not be decoded; skipped"
                     ),
                 }

@@ -61,7 +61,7 @@ impl Mpi {
             });
         };
         if threading < Threading::Multiple {
-            tracing::warn!(
+            crate::warn!(
                 "ezpz: the MPI library grants only {threading:?} threading (asked for \
                  Multiple); make every MPI call (tracker logging included) from one thread"
             );

@@ -14,8 +14,8 @@ pub(crate) fn finish_hook(options: ReportOptions) -> FinishHook {
         // A report bug must never take a training program's finish down with it.
         match catch_unwind(AssertUnwindSafe(|| run(tracker, &options))) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("ezpz: the end-of-run report was not written: {e}"),
-            Err(_) => tracing::warn!("ezpz: the end-of-run report failed unexpectedly; skipped"),
+            Ok(Err(e)) => crate::warn!("ezpz: the end-of-run report was not written: {e}"),
+            Err(_) => crate::warn!("ezpz: the end-of-run report failed unexpectedly; skipped"),
         }
     })
 }
@@ -34,7 +34,7 @@ fn run(tracker: &Tracker, options: &ReportOptions) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("."));
     // Everything logged so far must be in the file before it is read back.
     if let Err(e) = tracker.flush() {
-        tracing::warn!("ezpz: flushing before the report: {e}; the report may miss the last steps");
+        crate::warn!("ezpz: flushing before the report: {e}; the report may miss the last steps");
     }
     let config = read_config(&outdir);
     let identity = RunIdentity::from_tracker(tracker, &outdir, config.as_ref());

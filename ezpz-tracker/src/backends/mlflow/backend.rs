@@ -288,7 +288,7 @@ fn set_aside_leftovers(dir: &Path, outdir: &Path) -> Result<()> {
         chrono::Utc::now().format("%Y%m%d-%H%M%S%.3f")
     ));
     std::fs::rename(dir, &aside).map_err(|e| Error::io("cannot move aside", dir, e))?;
-    tracing::warn!(
+    crate::warn!(
         "ezpz: mlflow: an earlier run left undelivered data in `{}`; it was moved to `{}`. \
          Replay it with: ezpz sync {}",
         outdir.display(),
@@ -310,7 +310,7 @@ impl Backend for MlflowBackend {
         for (key, value) in &record.metrics {
             let Some(v) = value.as_f64() else {
                 if self.non_numeric.insert(key.clone()) {
-                    tracing::warn!(
+                    crate::warn!(
                         "ezpz: mlflow: `{key}` has a non-numeric value (`{}`); MLflow metrics \
                          are numbers, so it is not sent (said once per key)",
                         self.secrets.redact(&value.to_string())

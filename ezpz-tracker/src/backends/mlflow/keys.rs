@@ -62,7 +62,7 @@ impl KeyMapper {
         let mapped: Arc<str> = match sanitize(key) {
             None => key.clone(),
             Some(fixed) => {
-                tracing::warn!(
+                crate::warn!(
                     "ezpz: mlflow: {what} name `{key}` is not accepted by MLflow (letters, digits, \
                      `_ - . : /` and spaces, at most {MAX_KEY_CHARS} characters, no empty or dot \
                      path segments); logged as `{fixed}`"

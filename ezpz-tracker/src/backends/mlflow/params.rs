@@ -38,7 +38,7 @@ impl ParamLog {
             let mut value = secrets.redact(&value);
             let chars = value.chars().count();
             if chars > MAX_PARAM_CHARS {
-                tracing::warn!(
+                crate::warn!(
                     "ezpz: mlflow: param `{key}` is {chars} characters long; MLflow keeps at most \
                      {MAX_PARAM_CHARS}, so it is cut to that length"
                 );
@@ -46,7 +46,7 @@ impl ParamLog {
             }
             match self.logged.get(&key) {
                 Some(old) if *old == value => {}
-                Some(old) => tracing::warn!(
+                Some(old) => crate::warn!(
                     "ezpz: mlflow: param `{key}` was already logged as `{}`; MLflow params cannot \
                      change, so the new value `{}` is not logged (use a metric or a new key)",
                     preview(old),

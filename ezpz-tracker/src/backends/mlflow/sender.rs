@@ -103,7 +103,7 @@ impl Delivery {
             let spool = self.spool.clone();
             let mut persist = |m: &RunMeta| {
                 if let Err(e) = lock(&spool).write_meta(m) {
-                    tracing::warn!("ezpz: mlflow: {e}");
+                    crate::warn!("ezpz: mlflow: {e}");
                 }
             };
             match ensure_run(&self.client, &mut self.meta, &mut persist) {
@@ -239,7 +239,7 @@ impl Delivery {
     fn warn_once(&mut self, cause: String, message: impl FnOnce() -> String) -> bool {
         let new = self.warned.insert(cause);
         if new {
-            tracing::warn!("ezpz: mlflow: {}", message());
+            crate::warn!("ezpz: mlflow: {}", message());
         }
         new
     }

@@ -124,7 +124,7 @@ impl TensorBoardBackend {
             return;
         }
         for warning in self.tags.take_warnings() {
-            tracing::warn!("{warning}");
+            crate::warn!("{warning}");
         }
     }
 

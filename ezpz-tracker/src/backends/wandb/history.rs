@@ -112,7 +112,7 @@ impl Steps {
         self.next += 1;
         if !self.warned {
             self.warned = true;
-            tracing::warn!(
+            crate::warn!(
                 "ezpz: W&B requires increasing steps but step {step} came after step {}; W&B's \
                  `_step` continues at {placed} and your step is kept in the row as the `step` key \
                  (use it as the x-axis); this warning is shown once",

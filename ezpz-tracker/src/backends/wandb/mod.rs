@@ -106,7 +106,7 @@ impl WandbBackend {
             .to_string();
         let endpoint = if mode.is_online() {
             let Some(api_key) = opts.api_key.clone().or_else(|| auth::api_key(&base_url)) else {
-                tracing::warn!(
+                crate::warn!(
                     "ezpz: W&B is not logged in, so the wandb backend is off for this run: set \
                      {} (or run `wandb login`), or set {}=offline to write a run that `wandb \
                      sync` uploads later",
@@ -256,7 +256,7 @@ impl Active {
         };
         if !self.lost_warned {
             self.lost_warned = true;
-            tracing::warn!(
+            crate::warn!(
                 "ezpz: W&B streaming stopped: {why}; nothing is lost: the run is complete in \
                  `{}`; upload it with `{}`",
                 self.run.dir().display(),

@@ -1,0 +1,103 @@
+//! Warnings that reach a person: through `tracing` when the application installed a
+//! subscriber, otherwise once per message on stderr, prefixed `ezpz:` (Python's logging does
+//! the same with its last-resort handler; `tracing` alone would drop them silently).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+/// Distinct messages printed on stderr before the rest are only counted (a bound on memory).
+const MAX_REMEMBERED: usize = 4096;
+
+/// Emits one ezpz warning (what [`warn!`](crate::warn) expands to).
+///
+/// With a `tracing` subscriber installed (globally or for the calling thread), the message goes
+/// to it as a `WARN` event and nowhere else. Without one, it is written to stderr as
+/// `ezpz: <message>`, once per distinct message for the life of the process.
+pub fn warning(message: fmt::Arguments<'_>) {
+    if has_subscriber() {
+        tracing::warn!("{message}");
+        return;
+    }
+    let text = message.to_string();
+    static PRINTED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut printed = PRINTED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if printed.contains(&text) || printed.len() >= MAX_REMEMBERED {
+        return;
+    }
+    let line = if text.starts_with("ezpz:") {
+        format!("{text}\n")
+    } else {
+        format!("ezpz: {text}\n")
+    };
+    // One write call, so that lines from several threads do not interleave.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    printed.insert(text);
+}
+
+/// Whether a `tracing` subscriber would receive an event from this thread.
+fn has_subscriber() -> bool {
+    tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
+}
+
+/// Emits an ezpz warning with `format!` arguments: see [`warning`].
+///
+/// ```
+/// ezpz_tracker::warn!("backend `{}` is slow", "csv");
+/// ```
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => {
+        $crate::warning(::std::format_args!($($arg)*))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata};
+
+    struct Counting(Arc<AtomicUsize>);
+
+    impl tracing::Subscriber for Counting {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn with_a_subscriber_every_warning_goes_to_it() {
+        assert!(
+            !has_subscriber(),
+            "the unit tests install no global subscriber"
+        );
+        let events = Arc::new(AtomicUsize::new(0));
+        tracing::subscriber::with_default(Counting(events.clone()), || {
+            assert!(has_subscriber());
+            crate::warn!("one {}", 1);
+            crate::warn!("one {}", 1);
+        });
+        assert_eq!(
+            events.load(Ordering::Relaxed),
+            2,
+            "tracing decides about repeats"
+        );
+    }
+}
