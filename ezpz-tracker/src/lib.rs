@@ -50,12 +50,17 @@
 //! The `mlflow` backend talks to a tracking server's REST API from its own threads. Every
 //! request is appended to a spool in the run's output directory before it is sent and leaves
 //! it only once the server acknowledged it, so a server that is down at start, restarts, or
-//! answers 5xx never costs a point, and a retried request is never stored twice. `finish`
-//! waits at most `EZPZ_FINISH_TIMEOUT`; what is left stays in the spool, and
-//! `ezpz sync <outdir>` (the `ezpz` binary of this crate) delivers it into the same run, also
-//! after a `kill -9`. Settings in code: [`MlflowOptions`]; credentials as MLflow's client
-//! (`MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`) or `AMSC_API_KEY`,
-//! loaded from `~/.amsc.env` and the project's `.env`.
+//! answers 5xx, an HTML page or nothing at all never costs a point, and a retried request is
+//! never stored twice. Only MLflow's own refusal of an entry (a name or step it cannot
+//! store) is final, for that entry alone: it is counted per key in [`Summary::refused`], and
+//! the rest of its batch is delivered. A request that keeps failing is set aside so it never
+//! holds up the points behind it. `finish` waits at most `EZPZ_FINISH_TIMEOUT`; what is left
+//! stays in the spool, and `ezpz sync <outdir>` (the `ezpz` binary of this crate) delivers it
+//! into the same run, also after a `kill -9`. Settings in code: [`MlflowOptions`];
+//! credentials as MLflow's client (`MLFLOW_TRACKING_USERNAME`/`PASSWORD`,
+//! `MLFLOW_TRACKING_TOKEN`) or `AMSC_API_KEY`, completed (never overridden) from `.env` in
+//! the working directory and `~/.amsc.env`, and sent only to the tracking server's own
+//! origin.
 //! ## End-of-run report
 //!
 //! At [`Tracker::finish`] on rank 0, when the `jsonl` backend is attached, the tracker reads

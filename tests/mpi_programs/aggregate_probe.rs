@@ -40,6 +40,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    println!(
+        "THREADING rank={} serialized={}",
+        mpi.rank(),
+        mpi.is_serialized()
+    );
     let tracker = match TrackerBuilder::new()
         .project("mpi-probe")
         .backends("csv")

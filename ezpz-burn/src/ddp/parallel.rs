@@ -75,10 +75,14 @@ impl DataParallel {
     /// Sets up data parallelism on `mpi`'s ranks. A collective: every rank calls it.
     pub fn new(mpi: &Mpi) -> Self {
         let comm = mpi.communicator();
+        let (rank, size) = {
+            let _mpi = ezpz_tracker::mpi::lock();
+            (comm.rank() as usize, comm.size() as usize)
+        };
         DataParallel {
             inner: Arc::new(Inner {
-                rank: comm.rank() as usize,
-                size: comm.size() as usize,
+                rank,
+                size,
                 comm,
                 local_norm: AtomicU64::new(0f64.to_bits()),
             }),
@@ -123,7 +127,10 @@ impl DataParallel {
             u64::from(flat.is_ok()),
         ];
         let mut all = vec![0u64; header.len() * self.inner.size];
-        comm.all_gather_into(&header[..], &mut all[..]);
+        {
+            let _mpi = ezpz_tracker::mpi::lock();
+            comm.all_gather_into(&header[..], &mut all[..]);
+        }
         let layouts: Vec<(Layout, bool)> = all
             .chunks_exact(header.len())
             .map(|h| {
@@ -152,7 +159,10 @@ impl DataParallel {
             });
         }
         let buffer = flat.as_mut().map_err(|e| Error::Readback(e.clone()))?;
-        comm.process_at_rank(0).broadcast_into(&mut buffer[..]);
+        {
+            let _mpi = ezpz_tracker::mpi::lock();
+            comm.process_at_rank(0).broadcast_into(&mut buffer[..]);
+        }
         Ok(if self.is_main() {
             module
         } else {
@@ -186,11 +196,14 @@ impl DataParallel {
             .local_norm
             .store(packed.local_norm().to_bits(), Ordering::Relaxed);
         let mut summed = vec![0f32; packed.buffer.len()];
-        self.inner.comm.all_reduce_into(
-            &packed.buffer[..],
-            &mut summed[..],
-            SystemOperation::sum(),
-        );
+        {
+            let _mpi = ezpz_tracker::mpi::lock();
+            self.inner.comm.all_reduce_into(
+                &packed.buffer[..],
+                &mut summed[..],
+                SystemOperation::sum(),
+            );
+        }
         flat::put_grads(module, &packed, &summed, &mut grads);
         grads
     }
@@ -225,7 +238,10 @@ impl DataParallel {
     /// ```
     pub fn grad_norm_stats(&self, local_norm: f64) -> Vec<(String, f64)> {
         let mut all = vec![0f64; self.inner.size];
-        self.inner.comm.all_gather_into(&local_norm, &mut all[..]);
+        {
+            let _mpi = ezpz_tracker::mpi::lock();
+            self.inner.comm.all_gather_into(&local_norm, &mut all[..]);
+        }
         let s = Stats::of(&all);
         [
             ("mean", s.mean),

@@ -44,7 +44,7 @@ Options:
 ";
 
 const SYNC_HELP: &str = "\
-Usage: ezpz sync <outdir> [--tracking-uri URI] [--timeout SECONDS]
+Usage: ezpz sync <outdir> [--tracking-uri URI] [--timeout SECONDS] [--force]
 
 Delivers every spool under <outdir>/spool/ into the run it belongs to (creating the run if
 the server never saw it), then deletes it. A spool without a final status belongs to a
@@ -55,6 +55,7 @@ Options:
   --tracking-uri URI  the server, if it moved or its URI carries credentials (the spool
                       keeps the URI without them)
   --timeout SECONDS   how long to retry a server that does not answer (default 60)
+  --force             replay a spool whose writer runs on another host (after its job ended)
   -h, --help          show this help
 ";
 
@@ -134,6 +135,7 @@ fn sync_command(args: impl Iterator<Item = String>) -> Result<ExitCode, Usage> {
                         Usage("--timeout needs a number of seconds".into(), SYNC_HELP)
                     })?;
             }
+            "--force" => options.force = true,
             flag if flag.starts_with('-') => {
                 return Err(Usage(format!("unknown option `{flag}`"), SYNC_HELP))
             }

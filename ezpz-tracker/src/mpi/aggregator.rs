@@ -8,7 +8,7 @@ use ::mpi::topology::Communicator as _;
 use ::mpi::traits::*;
 use ::mpi::Count;
 
-use super::Communicator;
+use super::{lock, Communicator};
 use crate::aggregate::{Aggregator, Exchange};
 
 /// Cross-rank `key/mean|min|max|std` over MPI, for [`TrackerBuilder::aggregator`]
@@ -18,7 +18,10 @@ use crate::aggregate::{Aggregator, Exchange};
 /// `MPI_Iallgather` of two words per rank (payload length, done flag), then, when any rank
 /// has rows, one `MPI_Igatherv` of the rows to rank 0. Both are non-blocking and polled with
 /// short sleeps, so a thread waiting for a slower rank does not spin a core. Logging itself
-/// never makes an MPI call.
+/// never makes an MPI call. Each MPI call (starting a request, each `test`) holds
+/// [`lock`](super::lock), so rounds are correct beside the training thread's collectives
+/// when the library grants only `MPI_THREAD_SERIALIZED`; the lock is released between
+/// polls, so a blocking collective elsewhere is never held up for a whole round.
 ///
 /// [`TrackerBuilder::aggregator`]: crate::TrackerBuilder::aggregator
 /// [`TrackerBuilder::mpi`]: crate::TrackerBuilder::mpi
@@ -32,11 +35,11 @@ pub struct MpiAggregator {
 impl MpiAggregator {
     /// An aggregator over `comm` (usually from [`Mpi::aggregator`](super::Mpi::aggregator)).
     pub fn new(comm: Communicator) -> Self {
-        MpiAggregator {
-            rank: comm.rank() as usize,
-            size: comm.size() as usize,
-            comm,
-        }
+        let (rank, size) = {
+            let _mpi = lock();
+            (comm.rank() as usize, comm.size() as usize)
+        };
+        MpiAggregator { rank, size, comm }
     }
 
     /// The communicator the aggregator's collectives run on.
@@ -48,7 +51,11 @@ impl MpiAggregator {
 /// Polls `request` to completion: a few quick tests, then 200 µs naps.
 fn complete<'a, D: ?Sized, S: Scope<'a>>(mut request: Request<'a, D, S>) {
     for spin in 0u32.. {
-        match request.test() {
+        let tested = {
+            let _mpi = lock();
+            request.test()
+        };
+        match tested {
             Ok(_) => return,
             Err(pending) => request = pending,
         }
@@ -76,10 +83,12 @@ impl Aggregator for MpiAggregator {
         let header = [len as u64, u64::from(done)];
         let mut headers = vec![0u64; 2 * self.size];
         ::mpi::request::scope(|scope| {
-            complete(
+            let request = {
+                let _mpi = lock();
                 self.comm
-                    .immediate_all_gather_into(scope, &header[..], &mut headers[..]),
-            )
+                    .immediate_all_gather_into(scope, &header[..], &mut headers[..])
+            };
+            complete(request)
         });
         let all_done = headers.chunks(2).all(|h| h[1] == 1);
         let counts: Vec<Count> = headers.chunks(2).map(|h| h[0] as Count).collect();
@@ -93,11 +102,19 @@ impl Aggregator for MpiAggregator {
                 },
             };
         }
-        let root = self.comm.process_at_rank(0);
+        let root = {
+            // `process_at_rank` checks the rank against `MPI_Comm_size`.
+            let _mpi = lock();
+            self.comm.process_at_rank(0)
+        };
         let mine = &payload[..len];
         if self.rank != 0 {
             ::mpi::request::scope(|scope| {
-                complete(root.immediate_gather_varcount_into(scope, mine))
+                let request = {
+                    let _mpi = lock();
+                    root.immediate_gather_varcount_into(scope, mine)
+                };
+                complete(request)
             });
             return Exchange {
                 all_done,
@@ -117,7 +134,11 @@ impl Aggregator for MpiAggregator {
         {
             let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
             ::mpi::request::scope(|scope| {
-                complete(root.immediate_gather_varcount_into_root(scope, mine, &mut partition))
+                let request = {
+                    let _mpi = lock();
+                    root.immediate_gather_varcount_into_root(scope, mine, &mut partition)
+                };
+                complete(request)
             });
         }
         let mut offset = 0;
