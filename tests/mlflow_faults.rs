@@ -368,7 +368,7 @@ fn names_and_steps_mlflow_refuses_never_cost_a_batch(
         row.push(("\u{915}\u{93f}".into(), 2.0));
         t.log_at(s, row);
     }
-    t.log_at(u64::MAX, [("k0", 1.0)]);
+    t.log_at(i64::MAX as u64 + 1, [("k0", 1.0)]);
     let summary = t.finish().expect("finish");
     let run_id = assert_all_once(rest, "oddnames", 0..100);
     assert_eq!(rest.history(&run_id, "_.x").len(), 100);

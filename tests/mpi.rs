@@ -191,6 +191,35 @@ fn mpi_aggregates_equal_reference_serialized_np3() {
     aggregates_equal_reference_with(3, &[("EZPZ_MPI_THREADING", "serialized")]);
 }
 
+/// MPI initialised by the program itself (at `SERIALIZED`) before `Mpi::init`: accepted,
+/// serialised, the same aggregates.
+#[test]
+fn mpi_initialised_by_the_program_is_accepted_np2() {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun_raw(2, program, &["preinit", out.to_str().unwrap()], &[]);
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    for r in 0..2 {
+        assert!(
+            run.stdout
+                .contains(&format!("THREADING rank={r} serialized=true\n")),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains(&format!("DONE rank={r}\n")));
+    }
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 5);
+    for (step, row) in rows.iter().enumerate() {
+        let s = step as f64;
+        let losses: Vec<f64> = (0..2).map(|r| 1.0 / (1.0 + s) + 0.25 * r as f64).collect();
+        assert_aggregates(row, "loss", &losses);
+    }
+}
+
 /// `FUNNELED` cannot work (the aggregation thread calls MPI): refused, naming the fix.
 #[test]
 fn mpi_funneled_is_refused_with_the_setting_that_fixes_it_np2() {

@@ -10,7 +10,9 @@
 //! - `threads`: two threads per rank log `a = step + rank` and `b = 10·step + rank` at steps
 //!   0..20, each its own row, in an order that differs between ranks;
 //! - `uneven`: `x = step + rank` at steps 0..5 everywhere, then rank 0 alone logs step 5
-//!   and the odd ranks alone log step 6 (rows nobody matches).
+//!   and the odd ranks alone log step 6 (rows nobody matches);
+//! - `preinit`: `reference`, with MPI initialised by the program itself (rsmpi, at
+//!   `MPI_THREAD_SERIALIZED`) before `Mpi::init`, which must accept it.
 //!
 //! Every rank prints `DONE rank=<r>` after `finish`, so the test can tell a finished run from
 //! a hang.
@@ -33,6 +35,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    // Declared first, dropped last: the program finalises its own MPI after ezpz's handles.
+    let _program_universe = (scenario == "preinit").then(|| {
+        mpi::initialize_with_threading(mpi::environment::Threading::Serialized)
+            .expect("MPI not initialised yet")
+            .0
+    });
     let mpi = match Mpi::init() {
         Ok(m) => m,
         Err(e) => {
@@ -61,7 +69,7 @@ fn main() -> ExitCode {
     let r = mpi.rank();
     let rf = r as f64;
     match scenario.as_str() {
-        "reference" => {
+        "reference" | "preinit" => {
             for step in 0..5u32 {
                 let s = f64::from(step);
                 tracker.log(metrics! {

@@ -36,8 +36,8 @@ pub(crate) const OP_END: &str = "end";
 
 /// Consecutive failures after which a request is set aside (see the module docs).
 pub(crate) const SET_ASIDE_AFTER: u32 = 4;
-/// Most requests set aside at once: beyond this the server is down for everything, and the
-/// queue waits (in order) instead of cycling through it.
+/// Most requests set aside (or waiting behind one) in memory at once: beyond this the server
+/// is down for everything, and the rest of the queue waits in the spool, in order.
 const MAX_ASIDE: usize = 64;
 
 /// Points (or params, tags) the server refused for good, per key; shared by the backend
@@ -113,7 +113,7 @@ impl Delivery {
             attempts: 0,
             aside: VecDeque::new(),
             aside_keys: HashSet::new(),
-            aside_backoff: Backoff::new(Duration::from_secs(2), Duration::from_secs(120)),
+            aside_backoff: Backoff::new(Duration::from_secs(2), Duration::from_secs(30)),
             refused,
             warned: HashSet::new(),
             blocked: None,
@@ -175,8 +175,12 @@ impl Delivery {
                 self.settle(&entry);
                 self.delivered += 1;
                 self.attempts = 0;
-                if from_aside {
+                // The server answers again after failing: what was set aside during the
+                // outage may go through now too.
+                if backoff.failures() > 0 || from_aside {
                     self.aside_backoff.succeeded();
+                }
+                if from_aside {
                     self.aside_keys = keys_of_all(&self.aside);
                 }
                 self.succeeded(backoff);
@@ -238,7 +242,8 @@ impl Delivery {
     /// The next entry to send: from the spool in order (those that must wait behind a
     /// request set aside join it), else the first request set aside when its retry is due.
     fn next_entry(&mut self) -> Result<Option<(Entry, bool)>, Step> {
-        loop {
+        // At most MAX_ASIDE requests are held in memory; the rest wait in the spool.
+        while self.aside.len() < MAX_ASIDE {
             let next = lock(&self.spool).next_entry();
             match next {
                 Ok(Some(e)) => {
@@ -350,15 +355,7 @@ impl Delivery {
                     self.client.credentials().describe()
                 ),
             )
-        } else if creating || run_gone(f) {
-            (
-                format!("blocked:{}", f.message()),
-                format!(
-                    "could not {what} on the tracking server at {uri} ({f}); data is kept in \
-                     {dir} and retried slowly"
-                ),
-            )
-        } else {
+        } else if !f.is_permanent() || !(creating || run_gone(f)) {
             (
                 match f.status() {
                     Some(s) => format!("status:{s}"),
@@ -367,6 +364,14 @@ impl Delivery {
                 format!(
                     "could not {what} on the tracking server at {uri} ({f}); training continues, \
                      data is kept in {dir} and retried with backoff"
+                ),
+            )
+        } else {
+            (
+                format!("blocked:{}", f.message()),
+                format!(
+                    "could not {what} on the tracking server at {uri} ({f}); data is kept in \
+                     {dir} and retried slowly"
                 ),
             )
         }
