@@ -15,7 +15,7 @@ use super::keys::{local_renames, KeyMapper};
 use super::options::MlflowOptions;
 use super::params::{system_params, GitInfo, ParamLog};
 use super::run::{end_body, new_run_uid, RunMeta};
-use super::sender::{lock, run_thread, Control, Delivery, Refused, OP_ARTIFACT, OP_END};
+use super::sender::{lock, run_thread, Control, Delivery, Refused, OP_ARTIFACT, OP_END, SENDERS};
 use crate::backend::{
     Artifacts, Backend, BackendContext, ImageRecord, Record, RunInfo, RunStatus, Table,
 };
@@ -41,7 +41,9 @@ pub struct MlflowBackend {
     control: Arc<Control>,
     sender: Option<JoinHandle<()>>,
     meta: RunMeta,
-    metrics: BatchBuilder,
+    /// One batch per lane: a key always goes to the same lane, so the delivery thread can
+    /// send the lanes' requests at once and each key keeps its order.
+    metrics: Vec<BatchBuilder>,
     keys: KeyMapper,
     params: ParamLog,
     secrets: Secrets,
@@ -138,7 +140,9 @@ impl MlflowBackend {
             control: control.clone(),
             sender: None,
             meta: meta.clone(),
-            metrics: BatchBuilder::new(Kind::Metrics),
+            metrics: (0..SENDERS)
+                .map(|_| BatchBuilder::new(Kind::Metrics))
+                .collect(),
             keys: KeyMapper::default(),
             params: ParamLog::default(),
             secrets,
@@ -180,10 +184,11 @@ impl MlflowBackend {
     }
 
     fn seal_metrics(&mut self) -> Result<()> {
-        match self.metrics.seal() {
-            Some(body) => self.append(Kind::Metrics.field(), &body),
-            None => Ok(()),
+        let bodies: Vec<String> = self.metrics.iter_mut().filter_map(|b| b.seal()).collect();
+        for body in bodies {
+            self.append(Kind::Metrics.field(), &body)?;
         }
+        Ok(())
     }
 
     /// Spools params (deduplicated and checked, see [`ParamLog`]).
@@ -257,6 +262,14 @@ impl MlflowBackend {
             }
         }
     }
+}
+
+/// The lane of `key` among `lanes` (a fixed hash: the same key, the same lane).
+fn lane_of(key: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % lanes.max(1) as u64) as usize
 }
 
 /// The backend's own deadline inside the tracker's finish cap: a tenth earlier (at least a
@@ -356,9 +369,9 @@ impl Backend for MlflowBackend {
             } else {
                 self.keys.map(key, "metric")
             };
+            let lane = lane_of(&key, self.metrics.len());
             sealed.extend(
-                self.metrics
-                    .push(|o| write_metric(o, &key, v, timestamp, record.step)),
+                self.metrics[lane].push(|o| write_metric(o, &key, v, timestamp, record.step)),
             );
         }
         for body in sealed {

@@ -34,6 +34,11 @@ pub(crate) const OP_ARTIFACT: &str = "artifact";
 /// Spool op of the final status (body: a `runs/update` body without the run id).
 pub(crate) const OP_END: &str = "end";
 
+/// Metric requests sent at once (on as many threads), each with keys no request before it
+/// still waiting has: every key's points keep their order. The backend spreads each row's
+/// metrics over as many lanes by key, so consecutive requests usually qualify.
+pub(crate) const SENDERS: usize = 2;
+
 /// Consecutive failures after which a request is set aside (see the module docs).
 pub(crate) const SET_ASIDE_AFTER: u32 = 4;
 /// Most requests set aside (or waiting behind one) in memory at once: beyond this the server
@@ -72,6 +77,8 @@ pub(crate) struct Delivery {
     spool_dir: PathBuf,
     /// The entry being retried.
     current: Option<Entry>,
+    /// Entries taken from the spool but not sent yet, in spool order (before the spool's).
+    lookahead: VecDeque<Entry>,
     /// Consecutive failures of `current`.
     attempts: u32,
     /// Requests set aside after failing again and again, in spool order.
@@ -110,6 +117,7 @@ impl Delivery {
             spool,
             spool_dir,
             current: None,
+            lookahead: VecDeque::new(),
             attempts: 0,
             aside: VecDeque::new(),
             aside_keys: HashSet::new(),
@@ -164,6 +172,17 @@ impl Delivery {
         let (entry, from_aside) = match self.current.take() {
             Some(e) => (e, false),
             None => match self.next_entry() {
+                Ok(Some((e, false))) if e.op == Kind::Metrics.field() => {
+                    let mut group = self.gather(e);
+                    match group.pop() {
+                        Some(last) if group.is_empty() => (last, false),
+                        Some(last) => {
+                            group.push(last);
+                            return self.send_parallel(group, backoff);
+                        }
+                        None => return Step::Progress,
+                    }
+                }
                 Ok(Some(next)) => next,
                 Ok(None) => return Step::Idle,
                 Err(step) => return step,
@@ -244,7 +263,7 @@ impl Delivery {
     fn next_entry(&mut self) -> Result<Option<(Entry, bool)>, Step> {
         // At most MAX_ASIDE requests are held in memory; the rest wait in the spool.
         while self.aside.len() < MAX_ASIDE {
-            let next = lock(&self.spool).next_entry();
+            let next = self.pull();
             match next {
                 Ok(Some(e)) => {
                     if self.waits_behind_aside(&e) {
@@ -274,6 +293,105 @@ impl Delivery {
             return Err(Step::Pending(due));
         }
         Ok(self.aside.pop_front().map(|e| (e, true)))
+    }
+
+    /// The next entry in spool order: one taken out already, else the spool's next.
+    fn pull(&mut self) -> crate::Result<Option<Entry>> {
+        match self.lookahead.pop_front() {
+            Some(e) => Ok(Some(e)),
+            None => lock(&self.spool).next_entry(),
+        }
+    }
+
+    /// `first` and up to [`SENDERS`]` - 1` later metric requests that share no key with
+    /// `first` or with any request between them (those stay first in line, in order).
+    fn gather(&mut self, first: Entry) -> Vec<Entry> {
+        let mut seen: HashSet<String> = entry_keys(&first).into_iter().collect();
+        let mut group = vec![first];
+        let mut skipped: Vec<Entry> = Vec::new();
+        while group.len() < SENDERS && skipped.len() < 4 * SENDERS {
+            let Ok(Some(e)) = self.pull() else { break };
+            if e.op == OP_END || self.waits_behind_aside(&e) {
+                skipped.push(e);
+                break;
+            }
+            if e.op != Kind::Metrics.field() {
+                skipped.push(e);
+                continue;
+            }
+            let keys = entry_keys(&e);
+            let clash = keys.iter().any(|k| seen.contains(k));
+            seen.extend(keys);
+            if clash {
+                skipped.push(e);
+            } else {
+                group.push(e);
+            }
+        }
+        for e in skipped.into_iter().rev() {
+            self.lookahead.push_front(e);
+        }
+        group
+    }
+
+    /// Sends `group` (disjoint metric requests) at once, one thread each. What fails is
+    /// retried the ordinary way, one request at a time, in spool order.
+    fn send_parallel(&mut self, group: Vec<Entry>, backoff: &mut Backoff) -> Step {
+        let run_id = self.run_id().to_string();
+        let client = &self.client;
+        let results: Vec<Result<(), Failure>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = group
+                .iter()
+                .map(|e| {
+                    let run_id = &run_id;
+                    scope.spawn(move || {
+                        client
+                            .post("runs/log-batch", with_run_id(run_id, &e.body))
+                            .map(drop)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Failure::Network("a sender thread failed".into())))
+                })
+                .collect()
+        });
+        let mut failed: Vec<Entry> = Vec::new();
+        let mut failure = None;
+        for (entry, result) in group.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    self.settle(&entry);
+                    self.delivered += 1;
+                }
+                Err(f) => {
+                    failed.push(entry);
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        let Some(f) = failure else {
+            if backoff.failures() > 0 {
+                self.aside_backoff.succeeded();
+            }
+            self.attempts = 0;
+            self.succeeded(backoff);
+            return Step::Progress;
+        };
+        // The earliest failed request is retried first (isolation, set-aside and backoff as
+        // for any); the others wait in line, in spool order.
+        let mut failed = failed.into_iter();
+        self.current = failed.next();
+        self.lookahead.extend(failed);
+        self.lookahead.make_contiguous().sort_by_key(|e| e.id);
+        if is_rejection(&f) {
+            return Step::Progress;
+        }
+        self.attempts += 1;
+        self.failed(f, backoff, "log metrics", false)
     }
 
     /// The run is finishing (or `ezpz sync` replays): what was set aside is retried now and
