@@ -65,6 +65,7 @@ pub(crate) fn replay(dir: &Path, options: &SyncOptions) -> Result<SyncReport> {
     if spool.unacked() > 0 && !has_end(&mut spool)? {
         let now = chrono::Utc::now().timestamp_millis();
         spool.append(OP_END, &end_body(RunStatus::Killed, now))?;
+        spool.sync()?;
     }
     spool.rewind();
     let spool = Arc::new(Mutex::new(spool));
