@@ -263,7 +263,6 @@ fn slow_backend_applies_backpressure_without_dropping() {
         })
         .add_backend(memory.clone())
         .queue_capacity(4)
-        .enqueue_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
     for i in 0..60 {
@@ -276,7 +275,7 @@ fn slow_backend_applies_backpressure_without_dropping() {
 }
 
 #[test]
-fn a_stuck_backend_drops_after_the_bounded_wait_counts_it_and_never_blocks_finish_forever() {
+fn a_stuck_backend_drops_what_it_cannot_take_and_never_blocks_finish() {
     let gate = Gate::default();
     let received = Arc::new(AtomicUsize::new(0));
     let memory = MemoryBackend::new();
@@ -288,27 +287,29 @@ fn a_stuck_backend_drops_after_the_bounded_wait_counts_it_and_never_blocks_finis
         })
         .add_backend(memory.clone())
         .queue_capacity(2)
-        .enqueue_timeout(Duration::from_millis(5))
         .finish_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
     for i in 0..20 {
         tracker.log([("i", i)]);
         // Rows further apart than the hand-over pause go to the workers one at a time (a
-        // tight loop's rows would travel as one batch and fit the queue).
-        std::thread::sleep(Duration::from_millis(3));
+        // tight loop's rows would travel as one batch).
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let err = tracker.finish().unwrap_err().to_string();
+    let err = tracker.finish().unwrap_err();
+    let text = err.to_string();
     assert!(
-        err.contains("blocked") && err.contains("did not complete"),
-        "{err}"
+        text.contains("blocked") && text.contains("did not complete"),
+        "{text}"
     );
+    // The failed finish still says what the run did; a second finish says the same.
+    let summary = err.summary().expect("summary in the error").clone();
     gate.open();
-    let summary = tracker.finish().unwrap();
+    assert_eq!(tracker.finish().unwrap_err().to_string(), text);
     let blocked = &summary.backends[0];
     assert!(blocked.dropped > 0, "{blocked:?}");
-    // Everything not dropped was (or is being) delivered; the healthy backend got all.
     assert!(blocked.dropped <= 20);
+    // The healthy backend got every row.
     assert_eq!(memory.snapshot().records.len(), 20);
     assert_eq!(summary.backends[1].dropped, 0);
 }

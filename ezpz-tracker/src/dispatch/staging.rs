@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::msg::{Batch, Msg, Returned};
+use super::worker::{Offer, WorkerHandle};
 use crate::backend::Record;
-use crate::worker::{Msg, WorkerHandle};
 
 /// Rows waiting before a hand-over is forced.
 pub(crate) const HANDOFF_ROWS: usize = 64;
@@ -28,18 +29,6 @@ pub(crate) const NUDGE: Duration = Duration::from_millis(20);
 /// Rows and batches kept for reuse.
 const MAX_SPARE_ROWS: usize = 128;
 const MAX_SPARE_BATCHES: usize = 8;
-
-/// Rows handed over together; every worker gets the same batch.
-pub(crate) type Batch = Arc<Vec<Arc<Record>>>;
-
-/// What a worker hands back once it has written it.
-pub(crate) enum Returned {
-    Row(Arc<Record>),
-    Batch(Batch),
-}
-
-/// Where workers hand rows back.
-pub(crate) type Recycle = Sender<Returned>;
 
 /// See the module docs.
 pub(crate) struct Staging {
@@ -82,14 +71,16 @@ impl Staging {
         })
     }
 
-    /// Queues a committed row, handing the queue over when due.
-    pub(crate) fn push(&mut self, record: Arc<Record>, workers: &[WorkerHandle]) {
+    /// Queues a committed row, handing the queue over when due. True when a backend is
+    /// behind (the caller may slow down once it holds no lock).
+    pub(crate) fn push(&mut self, record: Arc<Record>, workers: &[WorkerHandle]) -> bool {
         let at = record.timestamp;
         self.staged.push(record);
         if self.staged.len() >= HANDOFF_ROWS || at - self.last_handoff >= HANDOFF_PAUSE {
             self.last_handoff = at;
-            self.hand_off(workers);
+            return self.hand_off(workers);
         }
+        false
     }
 
     /// Whether rows have waited since a hand-over older than the pause (for the nudger).
@@ -97,18 +88,22 @@ impl Staging {
         !self.staged.is_empty() && now - self.last_handoff >= HANDOFF_PAUSE
     }
 
-    /// Hands every waiting row over, in order, one batch for all workers.
-    pub(crate) fn hand_off(&mut self, workers: &[WorkerHandle]) {
+    /// Hands every waiting row over, in order, one batch for all workers; never waits. True
+    /// when a backend is behind.
+    pub(crate) fn hand_off(&mut self, workers: &[WorkerHandle]) -> bool {
         if self.staged.is_empty() {
-            return;
+            return false;
         }
         let mut batch = self.spare_batches.pop().unwrap_or_default();
-        Arc::get_mut(&mut batch)
-            .expect("spare batches are unique")
-            .append(&mut self.staged);
-        for w in workers {
-            w.send(Msg::Logs(batch.clone()));
+        match Arc::get_mut(&mut batch) {
+            Some(rows) => rows.append(&mut self.staged),
+            None => batch = Arc::new(std::mem::take(&mut self.staged)),
         }
+        let mut pressed = false;
+        for w in workers {
+            pressed |= w.offer(Msg::Logs(batch.clone())) == Offer::Pressed;
+        }
+        pressed
     }
 
     /// Frees what the workers handed back; keeps unique rows and batches for reuse.
