@@ -189,8 +189,8 @@ mod warn;
 
 pub use aggregate::{is_aggregate_key, Aggregator, Exchange, LocalAggregator, LocalGroup, Stats};
 pub use backend::{
-    Artifacts, Backend, BackendContext, EncodedImage, HistogramRecord, ImageRecord, ImageSource,
-    Record, RunInfo, RunStatus, Table,
+    Artifacts, Backend, BackendContext, Constructor, EncodedImage, HistogramRecord, ImageRecord,
+    ImageSource, Record, RunInfo, RunStatus, Table,
 };
 pub use backends::csv::CsvBackend;
 pub use backends::jsonl::JsonlBackend;
@@ -204,7 +204,7 @@ pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
 pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
-pub use registry::{register_backend, registered_backends, unregister_backend, Constructor};
+pub use registry::{register_backend, registered_backends, unregister_backend};
 pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
     DEFAULT_ENQUEUE_TIMEOUT, DEFAULT_FINISH_TIMEOUT, DEFAULT_QUEUE_CAPACITY,

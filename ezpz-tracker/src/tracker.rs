@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -11,7 +11,7 @@ use crate::aggregate::Aggregator;
 use crate::backend::{
     Artifacts, Backend, HistogramRecord, ImageRecord, ImageSource, Record, RunStatus, Table,
 };
-use crate::dispatch::{Dispatch, Msg, OnRelease};
+use crate::dispatch::{deadline_after, now, Dispatch, Msg, OnRelease};
 use crate::pending::PendingRow;
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
 use crate::value::{IntoMetrics, Metric, Value};
@@ -84,21 +84,6 @@ struct State {
     finished: bool,
     /// Metrics were staged while nothing is delivered (the next commit counts a step).
     staged_undelivered: bool,
-}
-
-pub(crate) fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// `now + d`, saturating far in the future instead of overflowing.
-pub(crate) fn deadline_after(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
-        .unwrap_or(now)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -18,7 +18,7 @@ mod worker;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 
@@ -130,7 +130,7 @@ impl Dispatch {
             let (staging, workers) = (staging.clone(), workers.clone());
             let tick = move || {
                 let mut staging = lock(&staging);
-                if staging.is_stale(crate::tracker::now()) {
+                if staging.is_stale(now()) {
                     staging.hand_off(&workers);
                 }
             };
@@ -182,7 +182,7 @@ impl Dispatch {
     /// Commits the pending row at `step`. Call it under the tracker's lock, so that every
     /// backend sees rows in commit order; it never waits.
     pub(crate) fn commit(&self, step: u64, rank: usize, pending: &mut PendingRow) -> Committed {
-        let timestamp = crate::tracker::now();
+        let timestamp = now();
         if let Some(rounds) = self.rounds() {
             return self.commit_aggregated(rounds, step, timestamp, rank, pending);
         }
@@ -414,6 +414,22 @@ fn aggregation_panic(lost: u64) -> Error {
              later rows went to the backends without aggregates"
         ),
     )
+}
+
+/// Seconds since the Unix epoch (a row's timestamp).
+pub(crate) fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

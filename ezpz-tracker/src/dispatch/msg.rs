@@ -7,6 +7,9 @@ use crossbeam_channel::Sender;
 use crate::backend::{Artifacts, HistogramRecord, ImageRecord, Record, RunStatus, Table};
 use crate::Result;
 
+/// Most rows in one batch (a hand-off is forced when this many wait).
+pub(crate) const BATCH_ROWS: usize = 64;
+
 /// Rows handed over together; every worker gets the same batch.
 pub(crate) type Batch = Arc<Vec<Arc<Record>>>;
 

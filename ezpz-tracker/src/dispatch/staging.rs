@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::msg::{Batch, Msg, Returned};
+use super::msg::{Batch, Msg, Returned, BATCH_ROWS};
 use super::worker::{Offer, WorkerHandle};
 use crate::backend::Record;
 
 /// Rows waiting before a hand-over is forced.
-pub(crate) const HANDOFF_ROWS: usize = 64;
+pub(crate) const HANDOFF_ROWS: usize = BATCH_ROWS;
 /// Seconds after a hand-over before the next row goes over at once.
 pub(crate) const HANDOFF_PAUSE: f64 = 0.001;
 /// How often the nudger hands over rows left waiting.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
-use super::msg::{Msg, Recycle, Returned};
+use super::msg::{Msg, Recycle, Returned, BATCH_ROWS};
 use crate::backend::{Backend, RunInfo, RunStatus};
 use crate::{Error, Result};
 
@@ -134,7 +134,7 @@ impl WorkerHandle {
     /// What the queue may hold while the backend is still writing: twice its capacity, and
     /// room for one more full batch.
     fn hard_limit(&self) -> usize {
-        2 * self.capacity + super::staging::HANDOFF_ROWS
+        2 * self.capacity + BATCH_ROWS
     }
 
     /// Whether the backend is over capacity and has written nothing for [`STALLED_AFTER`].
