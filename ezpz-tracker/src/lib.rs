@@ -185,7 +185,8 @@ mod summary;
 pub mod sync;
 mod tracker;
 mod value;
-mod warn;
+#[doc(hidden)]
+pub mod warn;
 
 pub use aggregate::{is_aggregate_key, Aggregator, Exchange, LocalAggregator, LocalGroup, Stats};
 pub use backend::{

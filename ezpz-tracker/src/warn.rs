@@ -20,6 +20,12 @@ pub fn warning(message: fmt::Arguments<'_>) {
         tracing::warn!("{message}");
         return;
     }
+    print_once(message);
+}
+
+/// The stderr route of [`warning`] (no subscriber): once per distinct message.
+#[doc(hidden)]
+pub fn print_once(message: fmt::Arguments<'_>) {
     let text = message.to_string();
     static PRINTED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let mut printed = PRINTED
@@ -40,11 +46,13 @@ pub fn warning(message: fmt::Arguments<'_>) {
 }
 
 /// Whether a `tracing` subscriber would receive an event from this thread.
-fn has_subscriber() -> bool {
+#[doc(hidden)]
+pub fn has_subscriber() -> bool {
     tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
 }
 
-/// Emits an ezpz warning with `format!` arguments: see [`warning`].
+/// Emits an ezpz warning with `format!` arguments: see [`warning`]. Through `tracing`, the
+/// event's target is the calling module (so `RUST_LOG`-style filters by module work).
 ///
 /// ```
 /// ezpz_tracker::warn!("backend `{}` is slow", "csv");
@@ -52,6 +60,13 @@ fn has_subscriber() -> bool {
 #[macro_export]
 macro_rules! warn {
     ($($arg:tt)*) => {
-        $crate::warning(::std::format_args!($($arg)*))
+        if $crate::warn::has_subscriber() {
+            $crate::warn::__tracing::warn!($($arg)*)
+        } else {
+            $crate::warn::print_once(::std::format_args!($($arg)*))
+        }
     };
 }
+
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -46,19 +46,26 @@ impl MpiAggregator {
     }
 }
 
+/// A round pending this long with `give_up` set has a rank that is not taking part (a live
+/// rank's aggregation thread completes a round within milliseconds).
+const ABANDON_AFTER: Duration = Duration::from_millis(250);
+
 /// Polls `request` to completion: a few quick tests, then 200 µs naps. False when `give_up`
-/// was set first: the request is then abandoned (a rank that died never completes it), and
-/// the caller must leak the request's buffers, which MPI may still write.
+/// is set and the request has been pending for [`ABANDON_AFTER`]: it is then abandoned (a
+/// rank that died or hangs never completes it; abandoning a round the others are completing
+/// would leave them mismatched), and the caller must leak the request's buffers, which MPI
+/// may still write.
 fn complete<'a, D: ?Sized, S: Scope<'a>>(
     mut request: Request<'a, D, S>,
     give_up: &AtomicBool,
 ) -> bool {
+    let start = std::time::Instant::now();
     for spin in 0u32.. {
         match request.test() {
             Ok(_) => return true,
             Err(pending) => request = pending,
         }
-        if give_up.load(Ordering::Acquire) {
+        if give_up.load(Ordering::Acquire) && start.elapsed() >= ABANDON_AFTER {
             // SAFETY: the request is never used again and its buffers are leaked by the
             // caller, so MPI may complete it later (or never) without touching freed memory.
             let _ = unsafe { request.into_raw() };
