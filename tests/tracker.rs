@@ -91,8 +91,12 @@ fn a_failing_or_panicking_backend_placed_first_does_not_stop_the_others() {
     assert_eq!(s.records.len(), 10);
     assert_eq!(s.config, serde_json::json!({"a": 1}));
     assert_eq!(s.finished, Some(RunStatus::Finished));
-    // The summary survives the error and counts each backend's failures.
-    let summary = tracker.finish().unwrap();
+    // A second finish returns the same result; the summary comes with the error and counts
+    // each backend's failures, and the panic.
+    let again = tracker.finish().unwrap_err();
+    assert_eq!(again.to_string(), err);
+    let summary = again.summary().expect("the summary is in the error").clone();
+    assert_eq!(summary.backends[1].panics, 1);
     let failing = &summary.backends[0];
     assert_eq!((failing.name.as_str(), failing.errors), ("failing", 12));
     assert_eq!(summary.backends[2].records, 10);
