@@ -95,7 +95,10 @@ fn a_failing_or_panicking_backend_placed_first_does_not_stop_the_others() {
     // each backend's failures, and the panic.
     let again = tracker.finish().unwrap_err();
     assert_eq!(again.to_string(), err);
-    let summary = again.summary().expect("the summary is in the error").clone();
+    let summary = again
+        .summary()
+        .expect("the summary is in the error")
+        .clone();
     assert_eq!(summary.backends[1].panics, 1);
     let failing = &summary.backends[0];
     assert_eq!((failing.name.as_str(), failing.errors), ("failing", 12));

@@ -26,9 +26,12 @@ pub(crate) const HANDOFF_ROWS: usize = BATCH_ROWS;
 pub(crate) const HANDOFF_PAUSE: f64 = 0.001;
 /// How often the nudger hands over rows left waiting.
 pub(crate) const NUDGE: Duration = Duration::from_millis(20);
-/// Rows and batches kept for reuse.
-const MAX_SPARE_ROWS: usize = 128;
-const MAX_SPARE_BATCHES: usize = 8;
+/// Rows and batches kept for reuse: enough for the rows in flight while a worker pauses
+/// between batches (a tight loop commits about a thousand per millisecond), bounded by their
+/// entries too (about 10 MB).
+const MAX_SPARE_ROWS: usize = 4096;
+const MAX_SPARE_ENTRIES: usize = 1 << 18;
+const MAX_SPARE_BATCHES: usize = 64;
 
 /// See the module docs.
 pub(crate) struct Staging {
@@ -37,6 +40,8 @@ pub(crate) struct Staging {
     /// Timestamp (seconds since the epoch) of the last hand-over.
     last_handoff: f64,
     spare_rows: Vec<Arc<Record>>,
+    /// Entries the spare rows hold.
+    spare_entries: usize,
     spare_batches: Vec<Batch>,
 }
 
@@ -53,6 +58,7 @@ impl Staging {
             staged: Vec::new(),
             last_handoff: f64::NEG_INFINITY,
             spare_rows: Vec::new(),
+            spare_entries: 0,
             spare_batches: Vec::new(),
         }
     }
@@ -61,13 +67,15 @@ impl Staging {
     /// once no other reference to earlier rows is held, so that they come back unique.
     pub(crate) fn row(&mut self) -> Arc<Record> {
         self.take_back();
-        self.spare_rows.pop().unwrap_or_else(|| {
-            Arc::new(Record {
-                step: 0,
-                timestamp: 0.0,
-                rank: 0,
-                metrics: Vec::new(),
-            })
+        if let Some(row) = self.spare_rows.pop() {
+            self.spare_entries -= row.metrics.len();
+            return row;
+        }
+        Arc::new(Record {
+            step: 0,
+            timestamp: 0.0,
+            rank: 0,
+            metrics: Vec::new(),
         })
     }
 
@@ -127,7 +135,12 @@ impl Staging {
     }
 
     fn keep_row(&mut self, mut row: Arc<Record>) {
-        if self.spare_rows.len() < MAX_SPARE_ROWS && Arc::get_mut(&mut row).is_some() {
+        let entries = row.metrics.len();
+        if self.spare_rows.len() < MAX_SPARE_ROWS
+            && self.spare_entries + entries <= MAX_SPARE_ENTRIES
+            && Arc::get_mut(&mut row).is_some()
+        {
+            self.spare_entries += entries;
             self.spare_rows.push(row);
         }
     }
