@@ -303,12 +303,15 @@ fn a_panic_on_the_aggregation_thread_is_reported_and_later_rows_still_arrive() {
     while !panicking.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let reported = loop {
-        match tracker.flush() {
-            Err(e) => break e,
-            Ok(()) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let reported = (0..100)
+        .find_map(|_| match tracker.flush() {
+            Err(e) if e.to_string().contains("panicked") => Some(e),
+            _ => {
+                std::thread::sleep(Duration::from_millis(20));
+                None
+            }
+        })
+        .expect("flush reports the panic once the thread has unwound");
     assert!(
         reported.to_string().contains("aggregation thread panicked"),
         "{reported}"

@@ -304,7 +304,8 @@ impl Dispatch {
         lock(&self.staging).hand_off(&self.workers);
     }
 
-    /// Makes everything sent so far durable in every backend, by `deadline`.
+    /// Makes everything sent so far durable in every backend, by `deadline` (at most half of
+    /// the time waits for the aggregation, so that the backends always get their share).
     ///
     /// # Errors
     /// Each backend that failed or did not answer in time; rows lost by a dead aggregation
@@ -315,7 +316,7 @@ impl Dispatch {
         if let Some(rounds) = &self.rounds {
             if rounds.panicked() {
                 errors.push(aggregation_panic(rounds.lost()));
-            } else if rounds.is_open() && !rounds.drain(deadline) {
+            } else if rounds.is_open() && !rounds.drain(halfway(deadline)) {
                 crate::warn!(
                     "ezpz: flush: some rows still wait for other ranks' rows to be aggregated; \
                      they are written when those arrive"
@@ -404,6 +405,12 @@ impl Dispatch {
             .collect();
         (errors, summaries)
     }
+}
+
+/// Halfway from now to `deadline`.
+fn halfway(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    now + deadline.saturating_duration_since(now) / 2
 }
 
 fn aggregation_panic(lost: u64) -> Error {
