@@ -12,29 +12,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use ezpz_tracker::{
-    Backend, IntoMetrics, MemoryBackend, Record, Result, RunStatus, Tracker, TrackerBuilder,
-};
+use ezpz_tracker::{IntoMetrics, MemoryBackend, Tracker, TrackerBuilder};
 
-/// A backend whose `log` never returns (a hung server on a blocking call).
-struct Stuck;
-
-impl Backend for Stuck {
-    fn name(&self) -> &str {
-        "stuck"
-    }
-    fn log(&mut self, _record: &Record) -> Result<()> {
-        loop {
-            std::thread::park();
-        }
-    }
-    fn log_config(&mut self, _config: &serde_json::Value) -> Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self, _status: RunStatus) -> Result<()> {
-        Ok(())
-    }
-}
+#[path = "../tests/support/stuck.rs"]
+mod stuck;
+use stuck::Stuck;
 
 /// p50, p99 and max of each call's own time over `calls` calls of 10 scalars.
 fn latencies(tracker: &Tracker, calls: u64) -> (f64, f64, f64) {
@@ -154,7 +136,7 @@ fn main() {
             .report(false)
             .finish_timeout(Duration::from_secs(2));
         if stuck {
-            builder = builder.add_backend(Stuck);
+            builder = builder.add_backend(Stuck::default());
         }
         let t = builder.build().expect("tracker");
         let (p50, p99, max) = latencies(&t, 200_000);

@@ -11,28 +11,9 @@ use ezpz_tracker::{
     RunInfo, RunStatus, Tracker, TrackerBuilder, MAX_STEP,
 };
 
-/// A backend whose `log` never returns (a server that hangs on a blocking call).
-struct Stuck {
-    entered: Arc<AtomicUsize>,
-}
-
-impl Backend for Stuck {
-    fn name(&self) -> &str {
-        "stuck"
-    }
-    fn log(&mut self, _record: &Record) -> Result<()> {
-        self.entered.fetch_add(1, Ordering::SeqCst);
-        loop {
-            std::thread::park();
-        }
-    }
-    fn log_config(&mut self, _config: &serde_json::Value) -> Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self, _status: RunStatus) -> Result<()> {
-        Ok(())
-    }
-}
+#[path = "support/stuck.rs"]
+mod stuck;
+use stuck::Stuck;
 
 /// A backend whose `run_info` panics (after `log` succeeded, when the worker refreshes it).
 struct PanickingRunInfo;
@@ -120,9 +101,7 @@ fn flush_with_a_stuck_backend_returns_within_its_deadline() {
         .outdir(dir.path())
         .report(false)
         .finish_timeout(Duration::from_millis(300))
-        .add_backend(Stuck {
-            entered: Arc::default(),
-        })
+        .add_backend(Stuck::default())
         .build()
         .unwrap();
     tracker.log([("loss", 1.0)]);
@@ -339,9 +318,7 @@ fn dropping_the_last_clone_finishes_even_with_a_stuck_backend() {
         .outdir(dir.path())
         .report(false)
         .finish_timeout(Duration::from_millis(500))
-        .add_backend(Stuck {
-            entered: Arc::default(),
-        })
+        .add_backend(Stuck::default())
         .build()
         .unwrap();
     tracker.log([("x", 1.0)]);
