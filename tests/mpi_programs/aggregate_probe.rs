@@ -11,6 +11,8 @@
 //!   0..20, each its own row, in an order that differs between ranks;
 //! - `uneven`: `x = step + rank` at steps 0..5 everywhere, then rank 0 alone logs step 5
 //!   and the odd ranks alone log step 6 (rows nobody matches);
+//! - `hang`: `x = step + rank` at steps 0..5, then rank 1 hangs for 15 s (its training
+//!   thread; it prints `WAKES rank=1` after) while the others finish with a 3 s deadline;
 //! - `preinit`: `reference`, with MPI initialised by the program itself (rsmpi, at
 //!   `MPI_THREAD_SERIALIZED`) before `Mpi::init`, which must accept it.
 //!
@@ -31,7 +33,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let [_, scenario, outdir] = &args[..] else {
         eprintln!(
-            "usage: ezpz-mpi-aggregate-probe <reference|large|mismatch|threads|uneven> <outdir>"
+            "usage: ezpz-mpi-aggregate-probe <reference|large|mismatch|threads|uneven|hang> \
+             <outdir>"
         );
         return ExitCode::from(2);
     };
@@ -53,11 +56,13 @@ fn main() -> ExitCode {
         mpi.rank(),
         mpi.is_serialized()
     );
+    let deadline = std::time::Duration::from_secs(if scenario == "hang" { 3 } else { 30 });
     let tracker = match TrackerBuilder::new()
         .project("mpi-probe")
         .backends("csv")
         .outdir(outdir)
         .mpi(&mpi)
+        .finish_timeout(deadline)
         .build()
     {
         Ok(t) => t,
@@ -120,6 +125,15 @@ fn main() -> ExitCode {
                 tracker.log_at(5, [("x", 5.0)]);
             } else if r % 2 == 1 {
                 tracker.log_at(6, [("x", 6.0 + rf)]);
+            }
+        }
+        "hang" => {
+            for step in 0..5u64 {
+                tracker.log_at(step, [("x", step as f64 + rf)]);
+            }
+            if r == 1 {
+                std::thread::sleep(std::time::Duration::from_secs(15));
+                println!("WAKES rank={r}");
             }
         }
         other => {
