@@ -348,8 +348,8 @@ fn a_refused_key_costs_only_its_own_points(server: &MlflowServer, rest: &Rest, d
 }
 
 /// Names MLflow refuses (`..x`, a combining mark Rust calls alphabetic) are mapped before
-/// sending, and a step above `i64::MAX` is counted as refused: neither costs the other
-/// points of its batch (which was the whole batch of up to 1000 points before).
+/// sending, with MLflow's own rules: they never cost the other points of their batch (which
+/// was the whole batch of up to 1000 points before).
 fn names_and_steps_mlflow_refuses_never_cost_a_batch(
     server: &MlflowServer,
     rest: &Rest,
@@ -368,17 +368,11 @@ fn names_and_steps_mlflow_refuses_never_cost_a_batch(
         row.push(("\u{915}\u{93f}".into(), 2.0));
         t.log_at(s, row);
     }
-    t.log_at(i64::MAX as u64 + 1, [("k0", 1.0)]);
     let summary = t.finish().expect("finish");
     let run_id = assert_all_once(rest, "oddnames", 0..100);
     assert_eq!(rest.history(&run_id, "_.x").len(), 100);
     assert_eq!(rest.history(&run_id, "\u{915}_").len(), 100);
-    let refused: Vec<(String, u64)> = summary
-        .refused()
-        .into_iter()
-        .map(|(_, k, n)| (k.to_string(), n))
-        .collect();
-    assert_eq!(refused, vec![("k0".to_string(), 1)]);
+    assert!(summary.refused().is_empty(), "{:?}", summary.refused());
 }
 
 /// An artifact upload that always fails (a gateway in front of the artifact store) is set

@@ -129,8 +129,8 @@ fn sync_command(args: impl Iterator<Item = String>) -> Result<ExitCode, Usage> {
                 options.timeout = args
                     .next()
                     .and_then(|v| v.parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(Duration::from_secs_f64)
+                    // `try_`: `1e20` seconds is a usage error, not a panic.
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
                     .ok_or_else(|| {
                         Usage("--timeout needs a number of seconds".into(), SYNC_HELP)
                     })?;

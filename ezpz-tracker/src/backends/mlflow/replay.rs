@@ -72,7 +72,11 @@ pub(crate) fn replay(dir: &Path, options: &SyncOptions) -> Result<SyncReport> {
     let refused = Refused::default();
     let mut delivery = Delivery::new(client, meta, spool.clone(), refused.clone(), false);
     delivery.hurry();
-    let deadline = Instant::now() + options.timeout;
+    // `checked_add`: an absurd `--timeout` means "no limit", not a panic.
+    let now = Instant::now();
+    let deadline = now
+        .checked_add(options.timeout)
+        .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
     let mut backoff = hurried_backoff();
     loop {
         match delivery.step(&mut backoff) {
