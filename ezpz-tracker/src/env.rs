@@ -68,6 +68,10 @@ pub const WANDB_NOTES: &str = "WANDB_NOTES";
 pub const WANDB_RUN_GROUP: &str = "WANDB_RUN_GROUP";
 /// W&B job type.
 pub const WANDB_JOB_TYPE: &str = "WANDB_JOB_TYPE";
+/// The MPI thread level `Mpi::init` asks for (feature `mpi`): `multiple` (the default),
+/// `serialized` (to test, on any MPI, the serialised path Cray MPICH takes by default),
+/// `funneled` or `single` (refused: ezpz needs at least `serialized`).
+pub const EZPZ_MPI_THREADING: &str = "EZPZ_MPI_THREADING";
 
 /// Global rank, in order of precedence.
 pub const RANK_VARS: &[&str] = &[

@@ -161,7 +161,8 @@
 //!
 //! Every variable is a documented constant in [`env`](mod@env): `EZPZ_TRACKER_BACKENDS`,
 //! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
-//! the rank variables of MPI launchers and schedulers, and each backend's own (W&B:
+//! the rank variables of MPI launchers and schedulers, `EZPZ_MPI_THREADING`, and each
+//! backend's own (W&B:
 //! `WANDB_MODE`, `WANDB_DISABLED`, `WANDB_API_KEY`, `WANDB_BASE_URL`, `WANDB_ENTITY`,
 //! `WANDB_RUN_ID`, `WANDB_NAME`, `WANDB_TAGS`, `WANDB_NOTES`, `WANDB_RUN_GROUP`,
 //! `WANDB_JOB_TYPE`; MLflow: `MLFLOW_TRACKING_URI`, `MLFLOW_EXPERIMENT_NAME`,

@@ -12,9 +12,7 @@ use ::mpi::topology::{Communicator as _, SimpleCommunicator};
 use crate::mpi::MpiAggregator;
 use crate::{Error, RankInfo, Result, TrackerBuilder};
 
-/// Asks [`Mpi::init`] for a lower thread level than `multiple`: `serialized`, `funneled` or
-/// `single` (tests use it to run as on a cluster whose MPI grants less).
-pub const EZPZ_MPI_THREADING: &str = "EZPZ_MPI_THREADING";
+use crate::env::EZPZ_MPI_THREADING;
 
 /// Whether the granted level is below `MPI_THREAD_MULTIPLE` (then [`lock`] locks).
 static SERIALIZE: AtomicBool = AtomicBool::new(false);

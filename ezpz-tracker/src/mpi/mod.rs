@@ -35,4 +35,4 @@ pub use ::mpi::environment::Threading;
 #[cfg(feature = "mpi")]
 pub use aggregator::MpiAggregator;
 #[cfg(feature = "mpi")]
-pub use handle::{lock, Communicator, Mpi, MpiGuard, EZPZ_MPI_THREADING};
+pub use handle::{lock, Communicator, Mpi, MpiGuard};

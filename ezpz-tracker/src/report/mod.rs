@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 pub use compact::{format_compact, format_std, CompactFormat};
 pub use history::{History, MetricHistory, DEFAULT_MAX_POINTS};
-pub(crate) use identity::{known_secrets, redacted_args};
+pub(crate) use identity::{known_secrets, redact_values, redacted_args};
 pub use identity::{BackendLink, RunIdentity, RUN_INFO_JSON};
 pub use plot::DEFAULT_PLOT_SIZE;
 pub use series::{Channel, RunningStats, SeriesPoint, ThinnedSeries};

@@ -159,7 +159,7 @@ impl WandbBackend {
         let mut config = system::system_config(&ctx.rank, ctx.start_time);
         if let Some(Json::Object(user)) = &ctx.config {
             for (k, v) in user {
-                config.insert(k.clone(), v.clone());
+                config.insert(k.clone(), scrubbed(v));
             }
         }
         let run = RunLog::create(&ctx.outdir, &ident, mode.is_online(), &config)?;
@@ -216,6 +216,25 @@ impl WandbBackend {
     fn live(&mut self) -> Option<&mut Active> {
         self.active.as_deref_mut().filter(|a| !a.finished)
     }
+}
+
+/// `v` with every known secret value (`WANDB_API_KEY`, MLflow's credentials) in its strings
+/// replaced by `***`: a configuration is uploaded and shown.
+fn scrubbed(v: &Json) -> Json {
+    let secrets = crate::report::known_secrets();
+    fn walk(v: &mut Json, secrets: &[String]) {
+        match v {
+            Json::String(s) => *s = crate::report::redact_values(s, secrets),
+            Json::Array(items) => items.iter_mut().for_each(|i| walk(i, secrets)),
+            Json::Object(map) => map.values_mut().for_each(|i| walk(i, secrets)),
+            _ => {}
+        }
+    }
+    let mut v = v.clone();
+    if !secrets.is_empty() {
+        walk(&mut v, &secrets);
+    }
+    v
 }
 
 /// W&B's config JSON string: `{"key": {"value": v}}`.
@@ -342,8 +361,9 @@ impl Backend for WandbBackend {
         };
         let changed: Map<String, Json> = update
             .iter()
+            .map(|(k, v)| (k, scrubbed(v)))
             .filter(|(k, v)| a.config.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v))
             .collect();
         if changed.is_empty() {
             return Ok(());
