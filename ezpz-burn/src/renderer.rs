@@ -101,7 +101,7 @@ impl TrainingProgressLogger for EzpzRenderer {
     }
 
     fn start_split(&mut self, split: &str, total_items: usize) {
-        self.recorder.start_split(split, false);
+        self.recorder.start_split(split, total_items, false);
         self.inner.start_split(split, total_items);
     }
 
@@ -132,7 +132,7 @@ impl EvaluationProgressLogger for EzpzRenderer {
     }
 
     fn start_test(&mut self, name: &str, total_items: usize) {
-        self.recorder.start_split(name, true);
+        self.recorder.start_split(name, total_items, true);
         self.inner.start_test(name, total_items);
     }
 

@@ -24,7 +24,8 @@ use steps::StepCounter;
 /// How the recorder counts steps and ends.
 #[derive(Debug, Clone)]
 pub(crate) struct RecorderOptions {
-    /// The global step before the first optimizer step of this training.
+    /// The global step before the first optimizer step of this training, as far as known
+    /// when attaching (a resume may find a later one, see [`Recorder::batch_done`]).
     pub base_step: u64,
     /// Batches burn reports per optimizer step: devices …
     pub devices: usize,
@@ -40,6 +41,11 @@ pub(crate) struct Recorder {
     tracker: Tracker,
     keys: HashMap<MetricId, String>,
     steps: StepCounter,
+    /// Where this training's step axis starts: a linked watch counts from 1 after it.
+    base: u64,
+    /// Epochs before this training's first (burn's `.checkpoint(k)`), not yet placed on the
+    /// axis.
+    resumed_epochs: usize,
     epoch: usize,
     epochs_completed: usize,
     split: Option<SplitRun>,
@@ -65,6 +71,7 @@ enum Kind {
 struct SplitRun {
     kind: Kind,
     prefix: String,
+    total_items: usize,
     items: usize,
     started: Instant,
 }
@@ -93,6 +100,8 @@ impl Recorder {
             tracker: tracker.clone(),
             keys: HashMap::new(),
             steps: StepCounter::new(options.base_step, options.devices, options.accumulation),
+            base: options.base_step,
+            resumed_epochs: 0,
             epoch: 1,
             epochs_completed: 0,
             split: None,
@@ -136,6 +145,7 @@ impl Recorder {
     pub(crate) fn start(&mut self, total_epochs: usize, starting_epoch: usize, label: Option<&str>) {
         self.epoch = starting_epoch.max(1);
         self.epochs_completed = self.epoch - 1;
+        self.resumed_epochs = self.epochs_completed;
         self.started = Some(Instant::now());
         let mut burn = serde_json::json!({
             "total_epochs": total_epochs,
@@ -154,7 +164,7 @@ impl Recorder {
         self.started.get_or_insert_with(Instant::now);
     }
 
-    pub(crate) fn start_split(&mut self, name: &str, test: bool) {
+    pub(crate) fn start_split(&mut self, name: &str, total_items: usize, test: bool) {
         let (kind, prefix) = match (test, name) {
             (false, "train") => (Kind::Train, "train".to_string()),
             (false, _) => (Kind::Valid, key_segment(name)),
@@ -168,6 +178,7 @@ impl Recorder {
         self.split = Some(SplitRun {
             kind,
             prefix,
+            total_items,
             items: 0,
             started: Instant::now(),
         });
@@ -189,6 +200,10 @@ impl Recorder {
         split.items = items;
         match split.kind {
             Kind::Train => {
+                if self.resumed_epochs > 0 {
+                    let (total, batch) = (split.total_items, items);
+                    self.place_resumed_epochs(total, batch);
+                }
                 let (step, complete) = self.steps.train_batch();
                 if self.step_row.as_ref().is_some_and(|(s, _)| *s != step) {
                     self.flush_step();
@@ -219,6 +234,23 @@ impl Recorder {
                     }
                 }
             }
+        }
+    }
+
+    /// A training resumed after `resumed_epochs` epochs: those epochs' optimizer steps come
+    /// before this training's, at least (the tracker's files may show later steps, which
+    /// win). An epoch has `total_items / batch` batches, rounded up; the first batch tells
+    /// the batch size. Called at the first training batch, before it takes a step.
+    fn place_resumed_epochs(&mut self, total_items: usize, batch_items: usize) {
+        let epochs = std::mem::take(&mut self.resumed_epochs) as u64;
+        if batch_items == 0 {
+            return;
+        }
+        let batches = total_items.div_ceil(batch_items) as u64;
+        let before = epochs * self.steps.steps_per_epoch(batches);
+        if before > self.base {
+            self.steps.continue_from(before);
+            self.base = before;
         }
     }
 
@@ -273,7 +305,8 @@ impl Recorder {
         self.ended = true;
         self.flush_step();
         if let Some(queue) = &self.queue {
-            for row in queue.close() {
+            for mut row in queue.close() {
+                row.step += self.base;
                 self.log_watch_row(row);
             }
         }
@@ -332,7 +365,9 @@ impl Recorder {
     fn emit(&mut self, step: u64, mut row: Vec<Metric>) {
         let mut histograms = Vec::new();
         if let Some(queue) = self.queue.clone() {
-            for watch in queue.take_through(step) {
+            // The watch counts this training's steps from 1.
+            for mut watch in queue.take_through(step.saturating_sub(self.base)) {
+                watch.step += self.base;
                 if watch.step == step {
                     row.extend(watch.metrics);
                     histograms.extend(watch.histograms);
@@ -404,7 +439,7 @@ mod tests {
         r.define(&loss);
         r.define(&auroc);
         r.start(1, 1, None);
-        r.start_split("train", false);
+        r.start_split("train", 24, false);
         for b in 1..=3 {
             r.value(&loss.metric_id, Some(NumericEntry::Value(b as f64)));
             r.value(&auroc.metric_id, None);
@@ -413,7 +448,7 @@ mod tests {
         r.value(&loss.metric_id, Some(NumericEntry::Final(2.0)));
         r.value(&auroc.metric_id, Some(NumericEntry::Value(0.75)));
         r.end_split();
-        r.start_split("valid", false);
+        r.start_split("valid", 2, false);
         for b in 1..=2 {
             r.value(&auroc.metric_id, None);
             r.batch_done(b);
@@ -454,7 +489,7 @@ mod tests {
             queue.push(watch_row(step)).unwrap();
         }
         r.start(1, 1, None);
-        r.start_split("train", false);
+        r.start_split("train", 24, false);
         for b in 1..=2 {
             r.value(&loss.metric_id, Some(NumericEntry::Value(0.5)));
             r.batch_done(b);

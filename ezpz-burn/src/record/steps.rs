@@ -33,6 +33,17 @@ impl StepCounter {
         self.current
     }
 
+    /// Optimizer steps of one epoch of `batches` training batches.
+    pub(crate) fn steps_per_epoch(&self, batches: u64) -> u64 {
+        batches.div_ceil(self.devices).div_ceil(self.accumulation)
+    }
+
+    /// Moves the axis so that the current step is `step` (a resume found where it was).
+    pub(crate) fn continue_from(&mut self, step: u64) {
+        self.split_base += step - self.current.min(step);
+        self.current = self.current.max(step);
+    }
+
     /// A training split starts: its batches count from the current step.
     pub(crate) fn start_train_split(&mut self) {
         self.split_base = self.current;
@@ -82,5 +93,17 @@ mod tests {
             got,
             [(1, false), (1, false), (1, false), (1, true), (2, false), (2, false)]
         );
+        assert_eq!(c.steps_per_epoch(6), 2);
+        assert_eq!(c.steps_per_epoch(9), 3);
+    }
+
+    #[test]
+    fn a_resume_moves_the_axis_forward_only() {
+        let mut c = StepCounter::new(0, 1, 1);
+        c.start_train_split();
+        c.continue_from(10);
+        assert_eq!(c.train_batch(), (11, true));
+        c.continue_from(5);
+        assert_eq!(c.train_batch(), (12, true));
     }
 }

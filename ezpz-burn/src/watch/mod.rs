@@ -73,8 +73,17 @@ pub struct Watch {
 #[derive(Debug, Default)]
 struct State {
     counters: StepCounters,
-    link: Mutex<Option<Arc<WatchQueue>>>,
+    link: Mutex<Option<Link>>,
     warned: AtomicBool,
+}
+
+/// Where a linked watch's rows go: the training's queue, whose recorder places the steps
+/// (counted from 1 for this training) on the run's axis; `base` places the rows the queue
+/// refuses.
+#[derive(Debug, Clone)]
+struct Link {
+    queue: Arc<WatchQueue>,
+    base: u64,
 }
 
 static INSTALLED: RwLock<Option<Watch>> = RwLock::new(None);
@@ -142,13 +151,15 @@ impl Watch {
             && self.tracker.project() == tracker.project()
     }
 
-    /// Hands rows to `queue` from now on, with steps counted from `base`.
+    /// Hands rows to `queue` from now on, steps counted from 1 again (the queue's recorder
+    /// knows where this training starts on the run's axis; `base` is the best guess when
+    /// attaching, for rows the queue refuses).
     pub(crate) fn link(&self, queue: Arc<WatchQueue>, base: u64) {
-        self.state.counters.restart_at(base);
-        *self.state.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue);
+        self.state.counters.restart_at(0);
+        *self.state.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(Link { queue, base });
     }
 
-    /// The last step observed (of any model).
+    /// The last step observed (of any model; since the training it is linked to started).
     pub fn step(&self) -> u64 {
         self.state.counters.last()
     }
@@ -245,9 +256,12 @@ impl Watch {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let row = match link {
-            Some(queue) => match queue.push(row) {
+            Some(link) => match link.queue.push(row) {
                 Ok(()) => return,
-                Err(row) => row,
+                Err(mut row) => {
+                    row.step += link.base;
+                    row
+                }
             },
             None => row,
         };
