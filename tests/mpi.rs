@@ -463,7 +463,11 @@ fn mpi_frozen_parameters_never_travel_and_ranks_stop_together_np2() {
     let run = mpirun(2, program, &["frozen", dir.path().to_str().unwrap()]);
     // Only the output layer trains: its 8 weights and 1 bias, plus 2 presence counts; the
     // hidden layer's 4 × 8 + 8 values are never sent.
-    let sent: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("SENT ")).collect();
+    let sent: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("SENT "))
+        .collect();
     assert_eq!(sent.len(), 2 * 3, "{}", run.stdout);
     assert!(sent.iter().all(|l| l.ends_with(" values=11")), "{sent:?}");
     // Rank 1 alone wanted to stop after step 2: both stopped there, together.

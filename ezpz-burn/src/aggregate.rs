@@ -80,7 +80,11 @@ mod tests {
         let mut mean = EntryMean::default();
         entries.iter().for_each(|e| mean.push(e));
         assert_eq!(mean.value(), burn_value(entries), "{entries:?}");
-        assert_eq!(burn_value(&mean.entries()), burn_value(entries), "{entries:?}");
+        assert_eq!(
+            burn_value(&mean.entries()),
+            burn_value(entries),
+            "{entries:?}"
+        );
     }
 
     #[test]
@@ -90,7 +94,11 @@ mod tests {
             count,
         };
         check(&[agg(0.1, 8), agg(0.7, 8), agg(0.3, 5)]);
-        check(&[NumericEntry::Value(0.1), NumericEntry::Value(0.25), agg(1.0 / 3.0, 3)]);
+        check(&[
+            NumericEntry::Value(0.1),
+            NumericEntry::Value(0.25),
+            agg(1.0 / 3.0, 3),
+        ]);
         check(&[agg(0.1, 8), agg(0.2, 8), NumericEntry::Final(0.15)]);
         check(&[NumericEntry::Final(0.9)]);
         check(&[]);

@@ -2,11 +2,11 @@
 //! the renderer it wraps.
 
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
+use burn::train::metric::MetricDefinition;
 use burn::train::renderer::{
     EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining,
 };
-use burn::train::metric::MetricDefinition;
 use burn::train::LearnerSummary;
 
 use crate::record::Recorder;

@@ -8,9 +8,9 @@ use std::path::Path;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::InMemDataset;
 use burn::optim::SgdConfig;
+use burn::train::checkpoint::MetricCheckpointingStrategy;
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::LossMetric;
-use burn::train::checkpoint::MetricCheckpointingStrategy;
 use burn::train::{
     EvaluatorBuilder, ExecutionStrategy, Learner, MetricEarlyStoppingStrategy, MultiDeviceOptim,
     StoppingCondition, SupervisedTraining,
@@ -92,8 +92,14 @@ fn every_key_is_on_the_optimizer_step_with_accumulation_and_validation() {
     let (v1, n1) = batches[0];
     let (v2, n2) = batches[1];
     let mean = (v1 * n1 + v2 * n2) / (n1 + n2);
-    assert!((train_loss[0].1 - mean).abs() <= 1e-12 * mean, "{train_loss:?} vs {mean}");
-    assert_eq!(train_loss[2].1, batches[4].0, "a one-batch step keeps its value");
+    assert!(
+        (train_loss[0].1 - mean).abs() <= 1e-12 * mean,
+        "{train_loss:?} vs {mean}"
+    );
+    assert_eq!(
+        train_loss[2].1, batches[4].0,
+        "a one-batch step keeps its value"
+    );
 
     // Epoch values at the epoch's last step, validation's included; no per-batch validation.
     let ends = [per_epoch, 2 * per_epoch];
@@ -131,7 +137,10 @@ fn burn_keeps_its_files_and_summary_and_a_given_renderer_still_renders() {
     train_in(dir.path(), 2, 0.05, None, |t| t.summary().with_ezpz(attach));
 
     // burn's FileMetricLogger is still registered: its files, and `.summary()` from them.
-    assert_eq!(burn_batches(dir.path(), "train", 2).len(), TRAIN_BATCHES as usize);
+    assert_eq!(
+        burn_batches(dir.path(), "train", 2).len(),
+        TRAIN_BATCHES as usize
+    );
     let captured = capture.0.lock().unwrap();
     let summary = captured.summary.as_deref().expect("burn's learner summary");
     assert!(summary.contains("Loss"), "{summary}");
@@ -271,7 +280,12 @@ fn a_resumed_training_continues_the_steps_and_keeps_the_best_checkpoint() {
     let valid_epochs: Vec<(u64, u64)> = rows
         .iter()
         .filter(|r| r["metrics"].get("valid/epoch/loss").is_some())
-        .map(|r| (r["step"].as_u64().unwrap(), r["metrics"]["epoch"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["step"].as_u64().unwrap(),
+                r["metrics"]["epoch"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let expected: Vec<(u64, u64)> = (3..=4).map(|e| (e * TRAIN_BATCHES, e)).collect();
     assert!(valid_epochs.ends_with(&expected), "{valid_epochs:?}");
@@ -305,7 +319,11 @@ fn the_evaluators_test_split_is_logged_at_the_runs_step() {
     let snap = memory.snapshot();
     let test_loss = snap.series("test/loss");
     assert_eq!(steps(&test_loss), [TRAIN_BATCHES]);
-    assert!((test_loss[0].1 - sum / n).abs() <= 1e-12, "{test_loss:?} vs {}", sum / n);
+    assert!(
+        (test_loss[0].1 - sum / n).abs() <= 1e-12,
+        "{test_loss:?} vs {}",
+        sum / n
+    );
     assert_eq!(steps(&snap.series("test/duration_s")), [TRAIN_BATCHES]);
     assert_eq!(snap.finished, Some(RunStatus::Finished));
 }
@@ -316,8 +334,10 @@ fn two_devices_step_and_watch_once_per_optimizer_step() {
     let (tracker, memory) = memory_tracker();
     let watch = Watch::new(&tracker).log_freq(1);
     let device = ezpz_burn::cpu_device();
-    let strategy =
-        ExecutionStrategy::MultiDevice(vec![device.clone(), device], MultiDeviceOptim::OptimMainDevice);
+    let strategy = ExecutionStrategy::MultiDevice(
+        vec![device.clone(), device],
+        MultiDeviceOptim::OptimMainDevice,
+    );
     let attach = Attach::new(&tracker).devices(2).watch(&watch);
     train_in(dir.path(), 1, 0.05, Some(watch.clone()), |t| {
         t.with_training_strategy(strategy.into()).with_ezpz(attach)

@@ -148,28 +148,42 @@ mod tests {
         logger.log(update("Loss", agg(4.0, 1)), 1, &Split::Valid);
         logger.log(update("Loss", None), 1, &Split::Valid);
         logger.log(update("Loss", agg(3.0, 1)), 2, &Split::Valid);
-        logger.log(update("Loss", Some(NumericEntry::Final(2.5))), 2, &Split::Valid);
+        logger.log(
+            update("Loss", Some(NumericEntry::Final(2.5))),
+            2,
+            &Split::Valid,
+        );
         let read = |l: &mut HistoryLogger, epoch, split: &Split| {
             let entries = l.read_numeric("Loss", epoch, split).unwrap();
-            entries.iter().map(NumericEntry::serialize).collect::<Vec<_>>()
+            entries
+                .iter()
+                .map(NumericEntry::serialize)
+                .collect::<Vec<_>>()
         };
         assert_eq!(read(&mut logger, 1, &Split::Valid), ["2"]);
         assert_eq!(read(&mut logger, 2, &Split::Valid), ["2.5,final"]);
         assert!(read(&mut logger, 3, &Split::Valid).is_empty());
         assert!(read(&mut logger, 1, &Split::Train).is_empty());
-        assert!(logger.read_numeric("Other", 1, &Split::Valid).unwrap().is_empty());
+        assert!(logger
+            .read_numeric("Other", 1, &Split::Valid)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn earlier_epochs_come_from_the_runs_jsonl() {
         let dir = tempfile::tempdir().unwrap();
-        let row = r#"{"timestamp":1.0,"step":5,"rank":0,"metrics":{"valid/epoch/loss":0.25,"epoch":1}}"#;
+        let row =
+            r#"{"timestamp":1.0,"step":5,"rank":0,"metrics":{"valid/epoch/loss":0.25,"epoch":1}}"#;
         std::fs::write(dir.path().join("metrics.jsonl"), format!("{row}\n")).unwrap();
         let mut logger = HistoryLogger::new().with_earlier_run(dir.path());
         logger.log_metric_definition(definition("Loss"));
         let read = |l: &mut HistoryLogger| {
             let entries = l.read_numeric("Loss", 1, &Split::Valid).unwrap();
-            entries.iter().map(NumericEntry::serialize).collect::<Vec<_>>()
+            entries
+                .iter()
+                .map(NumericEntry::serialize)
+                .collect::<Vec<_>>()
         };
         assert_eq!(read(&mut logger), ["0.25,final"]);
         logger.log(update("Loss", agg(0.5, 1)), 1, &Split::Valid);

@@ -52,7 +52,7 @@ pub(crate) struct Recorder {
     /// Numeric entries since the last batch boundary (at a split's end: its epoch values).
     pending: Vec<(MetricId, NumericEntry)>,
     /// The training step being filled, with its batches' entries per metric.
-    step_row: Option<(u64, Vec<(MetricId, Vec<NumericEntry>)>)>,
+    step_row: Option<(u64, StepEntries)>,
     /// The test split's running means (burn sends no end-of-split values there).
     test: Vec<(MetricId, EntryMean)>,
     queue: Option<Arc<WatchQueue>>,
@@ -60,6 +60,9 @@ pub(crate) struct Recorder {
     started: Option<Instant>,
     ended: bool,
 }
+
+/// Each metric's entries from the batches of one optimizer step.
+type StepEntries = Vec<(MetricId, Vec<NumericEntry>)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -142,7 +145,12 @@ impl Recorder {
         self.keys.insert(definition.metric_id.clone(), key);
     }
 
-    pub(crate) fn start(&mut self, total_epochs: usize, starting_epoch: usize, label: Option<&str>) {
+    pub(crate) fn start(
+        &mut self,
+        total_epochs: usize,
+        starting_epoch: usize,
+        label: Option<&str>,
+    ) {
         self.epoch = starting_epoch.max(1);
         self.epochs_completed = self.epoch - 1;
         self.resumed_epochs = self.epochs_completed;

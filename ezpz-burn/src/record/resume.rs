@@ -63,8 +63,7 @@ pub(crate) fn epoch_values(outdir: &Path) -> HashMap<(String, String, usize), f6
             continue;
         };
         for (name, value) in &row.metrics {
-            let (Some((split, key)), Some(v)) = (name.split_once("/epoch/"), value.as_f64())
-            else {
+            let (Some((split, key)), Some(v)) = (name.split_once("/epoch/"), value.as_f64()) else {
                 continue;
             };
             out.insert((split.to_string(), key.to_string(), epoch as usize), v);

@@ -57,7 +57,9 @@ impl StepCounter {
         self.batches += 1;
         let round = self.batches.div_ceil(self.devices);
         self.current = self.split_base + round.div_ceil(self.accumulation);
-        let complete = self.batches.is_multiple_of(self.devices * self.accumulation);
+        let complete = self
+            .batches
+            .is_multiple_of(self.devices * self.accumulation);
         (self.current, complete)
     }
 }
@@ -91,7 +93,14 @@ mod tests {
         let got: Vec<(u64, bool)> = steps(&mut c, 6);
         assert_eq!(
             got,
-            [(1, false), (1, false), (1, false), (1, true), (2, false), (2, false)]
+            [
+                (1, false),
+                (1, false),
+                (1, false),
+                (1, true),
+                (2, false),
+                (2, false)
+            ]
         );
         assert_eq!(c.steps_per_epoch(6), 2);
         assert_eq!(c.steps_per_epoch(9), 3);
