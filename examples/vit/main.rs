@@ -21,6 +21,7 @@ mod device;
 mod dist;
 mod metrics;
 mod model;
+mod overhead;
 mod plan;
 mod progress;
 mod schedule;
@@ -177,6 +178,8 @@ fn run(config: RunConfig) -> Result<ExitCode, Box<dyn Error>> {
 
     // Every rank logs its checksum (the tracker adds the cross-rank /mean|min|max|std) and
     // checks all of them: equal parameters everywhere, or a failed run on every rank.
+    // Before the tracker finishes, while its threads are still there to be measured.
+    let overhead = overhead::Overhead::measure();
     let checksum = checksum::param_checksum(&result.model);
     tracker.log_at(plan.total_steps as u64, [("dist/param_checksum", checksum)]);
     let (identical, stats) = dist::replicas_identical(&dist.gather(checksum));
@@ -195,6 +198,15 @@ fn run(config: RunConfig) -> Result<ExitCode, Box<dyn Error>> {
                 checksum,
             },
             &tracking,
+        );
+    }
+    if let (true, Some(o)) = (rank.is_main(), overhead) {
+        println!(
+            "tracking cpu: {:.2}% of {:.2} s process CPU (ezpz threads {:.3} s, ezpz hooks on burn's threads {:.3} s)",
+            o.percent(),
+            o.process,
+            o.ezpz_threads,
+            o.hooks
         );
     }
     if !identical {

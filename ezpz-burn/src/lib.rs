@@ -229,6 +229,7 @@
 
 mod aggregate;
 mod attach;
+mod cost;
 #[cfg(any(feature = "mpi", test))]
 pub mod ddp;
 mod device;
@@ -245,6 +246,7 @@ mod watch;
 pub use ezpz_tracker as tracker;
 
 pub use attach::{Attach, EvaluatorBuilderExt, SupervisedTrainingExt};
+pub use cost::hook_cpu_time;
 pub use device::{cpu_device, cpu_device_name, device_by_name, device_names};
 pub use error::{Error, Result};
 pub use logger::keys::{key_segment, split_prefix};

@@ -9,6 +9,7 @@ use burn::train::renderer::{
 };
 use burn::train::LearnerSummary;
 
+use crate::cost::timed;
 use crate::record::Recorder;
 
 /// Wraps a burn renderer (burn's default, or one given to
@@ -32,7 +33,7 @@ impl EzpzRenderer {
 
     fn numeric(&mut self, state: &MetricState) {
         if let MetricState::Numeric(entry, value) = state {
-            self.recorder.value(&entry.metric_id, value.clone());
+            timed(|| self.recorder.value(&entry.metric_id, value.clone()));
         }
     }
 }
@@ -90,33 +91,33 @@ impl TrainingProgressLogger for EzpzRenderer {
         total_items: Option<usize>,
         label: Option<&str>,
     ) {
-        self.recorder.start(total_epochs, starting_epoch, label);
+        timed(|| self.recorder.start(total_epochs, starting_epoch, label));
         self.inner
             .start(total_epochs, starting_epoch, total_items, label);
     }
 
     fn update_epoch(&mut self, epoch: usize) {
-        self.recorder.update_epoch(epoch);
+        timed(|| self.recorder.update_epoch(epoch));
         self.inner.update_epoch(epoch);
     }
 
     fn start_split(&mut self, split: &str, total_items: usize) {
-        self.recorder.start_split(split, total_items, false);
+        timed(|| self.recorder.start_split(split, total_items, false));
         self.inner.start_split(split, total_items);
     }
 
     fn update_split(&mut self, items_processed: usize) {
-        self.recorder.batch_done(items_processed);
+        timed(|| self.recorder.batch_done(items_processed));
         self.inner.update_split(items_processed);
     }
 
     fn end_split(&mut self) {
-        self.recorder.end_split();
+        timed(|| self.recorder.end_split());
         self.inner.end_split();
     }
 
     fn end(&mut self) {
-        self.recorder.end(true);
+        timed(|| self.recorder.end(true));
         self.inner.end();
     }
 
@@ -127,27 +128,27 @@ impl TrainingProgressLogger for EzpzRenderer {
 
 impl EvaluationProgressLogger for EzpzRenderer {
     fn start_global_progress(&mut self, total_tests: usize) {
-        self.recorder.start_evaluation();
+        timed(|| self.recorder.start_evaluation());
         self.inner.start_global_progress(total_tests);
     }
 
     fn start_test(&mut self, name: &str, total_items: usize) {
-        self.recorder.start_split(name, total_items, true);
+        timed(|| self.recorder.start_split(name, total_items, true));
         self.inner.start_test(name, total_items);
     }
 
     fn update_test_progress(&mut self, items_processed: usize) {
-        self.recorder.batch_done(items_processed);
+        timed(|| self.recorder.batch_done(items_processed));
         self.inner.update_test_progress(items_processed);
     }
 
     fn end_test(&mut self) {
-        self.recorder.end_split();
+        timed(|| self.recorder.end_split());
         self.inner.end_test();
     }
 
     fn end_global_progress(&mut self) {
-        self.recorder.end(false);
+        timed(|| self.recorder.end(false));
         self.inner.end_global_progress();
     }
 
@@ -162,7 +163,7 @@ impl MetricsRenderer for EzpzRenderer {
     }
 
     fn register_metric(&mut self, definition: MetricDefinition) {
-        self.recorder.define(&definition);
+        timed(|| self.recorder.define(&definition));
         self.inner.register_metric(definition);
     }
 }

@@ -183,6 +183,14 @@ impl Watch {
         M: Module,
         F: FnOnce(&Norms) -> Vec<(String, f64)>,
     {
+        crate::cost::timed(|| self.observe_timed(model, grads, extra));
+    }
+
+    fn observe_timed<M, F>(&self, model: &M, grads: &GradientsParams, extra: F)
+    where
+        M: Module,
+        F: FnOnce(&Norms) -> Vec<(String, f64)>,
+    {
         let Some(step) = self.state.counters.count(model) else {
             return;
         };
