@@ -247,7 +247,9 @@ pub use ezpz_tracker as tracker;
 
 pub use attach::{Attach, EvaluatorBuilderExt, SupervisedTrainingExt};
 pub use cost::hook_cpu_time;
-pub use device::{cpu_device, cpu_device_name, device_by_name, device_names};
+pub use device::{
+    cpu_device, cpu_device_name, device_by_name, device_for_local_rank, device_names, gpu_index,
+};
 pub use error::{Error, Result};
 pub use logger::keys::{key_segment, split_prefix};
 pub use logger::HistoryLogger;
