@@ -293,3 +293,57 @@ pub fn observe<M: Module>(model: &M, grads: &GradientsParams) {
         watch.observe(model, grads);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Tensor;
+
+    #[test]
+    fn one_device_read_per_logged_step_histograms_included() {
+        let (tracker, memory) = crate::test_support::memory_tracker();
+        let device = crate::cpu_device().autodiff();
+        let model: Linear = LinearConfig::new(3, 2).init(&device);
+        let loss = model.forward(Tensor::<2>::ones([4, 3], &device)).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let watch = Watch::new(&tracker)
+            .log_freq(2)
+            .hist_freq(2)
+            .wandb_names(true);
+        let before = collect::READBACKS.with(|n| n.get());
+        for _ in 0..6 {
+            watch.observe(&model, &grads);
+        }
+        // Steps 2, 4 and 6 log norms and histograms of 2 parameters and 2 gradients.
+        assert_eq!(collect::READBACKS.with(|n| n.get()) - before, 3);
+        tracker.finish().unwrap();
+        let snap = memory.snapshot();
+        assert_eq!(snap.histograms.len(), 3 * 4);
+        assert!(snap.histograms.iter().any(|h| h.key == "gradients/weight"));
+        let steps: Vec<u64> = snap
+            .series("gradients/global_norm")
+            .iter()
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(steps, [2, 4, 6]);
+    }
+
+    #[test]
+    fn the_log_selector_keeps_only_what_was_asked() {
+        let (tracker, memory) = crate::test_support::memory_tracker();
+        let device = crate::cpu_device().autodiff();
+        let model: Linear = LinearConfig::new(3, 2).init(&device);
+        let loss = model.forward(Tensor::<2>::ones([4, 3], &device)).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        Watch::new(&tracker)
+            .log_freq(1)
+            .log(WatchLog::Gradients)
+            .observe(&model, &grads);
+        tracker.finish().unwrap();
+        let snap = memory.snapshot();
+        let keys: Vec<&str> = snap.records[0].metrics.iter().map(|(k, _)| &**k).collect();
+        assert!(keys.iter().all(|k| k.starts_with("grads/")), "{keys:?}");
+        assert!(keys.contains(&"grads/global_norm"), "{keys:?}");
+    }
+}
