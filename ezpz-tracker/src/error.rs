@@ -56,6 +56,18 @@ pub enum Error {
         /// The cap that expired.
         seconds: f64,
     },
+    /// The output directory already holds a run, and appending to it was not asked for.
+    #[error(
+        "`{path}` already holds a run (it has `{found}`): to append to that run, call \
+         `TrackerBuilder::resume(true)` or set EZPZ_RESUME=1; otherwise choose another outdir \
+         (or none, for a fresh one under `outputs/`)"
+    )]
+    RunExists {
+        /// The output directory.
+        path: PathBuf,
+        /// The file that shows the run (`metrics.csv`, `config.json`, …).
+        found: String,
+    },
     /// Several backends failed; each error is listed.
     #[error("{} backend(s) failed: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Multiple(Vec<Error>),
