@@ -29,6 +29,10 @@ impl Record {
     }
 }
 
+/// Builds a backend for a run. Runs on the thread that builds the tracker, on rank 0 only;
+/// it should be quick (no network: connect lazily, on the worker).
+pub type Constructor = Arc<dyn Fn(&BackendContext) -> Result<Box<dyn Backend>> + Send + Sync>;
+
 /// A table: column names and rows of values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {

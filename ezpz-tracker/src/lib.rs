@@ -41,9 +41,9 @@
 //!
 //! Default backends (nothing named anywhere): `csv`, `jsonl`, `tensorboard` where compiled
 //! in, plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when `WANDB_API_KEY` is
-//! set or `WANDB_MODE=offline`. A custom backend implements [`Backend`] (three required
-//! methods) and is attached with [`TrackerBuilder::add_backend`] or registered by name with
-//! [`register_backend`].
+//! set or `WANDB_MODE=offline`. A custom backend implements [`Backend`] (four required
+//! methods: `name`, `log`, `log_config`, `finish`) and is attached with
+//! [`TrackerBuilder::add_backend`] or registered by name with [`register_backend`].
 //!
 //! ### MLflow
 //!
@@ -141,11 +141,25 @@
 //! each backend's worker thread (`ezpz-<name>`). A row goes over at once when logging is
 //! occasional; a tight loop's rows travel in batches (at most 64 rows or 1 ms apart, the rest
 //! handed over by the `ezpz-handoff` thread within 20 ms), and the workers hand written rows
-//! back to the logging thread, which frees or reuses them. A slow backend applies
-//! backpressure with a bounded wait (then drops, counting and warning once); a failing one
-//! warns once per cause and never stops the others. Workers flush at least once a second.
-//! [`Tracker::flush`] and [`Tracker::finish`] are the only fallible calls, both idempotent and
-//! capped by `EZPZ_FINISH_TIMEOUT`; dropping the last clone of a tracker finishes it.
+//! back to the logging thread, which frees or reuses them. No logging call waits for a
+//! backend more than [`MAX_CALLER_WAIT`] (10 ms), and never while a lock is held: a backend
+//! over its queue capacity that is still writing slows the caller by at most that; one that
+//! wrote nothing for 100 ms (stuck) loses what it cannot take — counted per backend, warned
+//! once, in the [`Summary`] — and the other backends get every row
+//! ([`TrackerBuilder::queue_capacity`], [`TrackerBuilder::enqueue_timeout`]). A failing
+//! backend warns once per cause and never stops the others; a panicking one is caught,
+//! counted and disabled. Workers flush at least once a second.
+//!
+//! [`Tracker::flush`] and [`Tracker::finish`] are the only fallible calls. Both return within
+//! one deadline, `EZPZ_FINISH_TIMEOUT` (default 30 s), whatever a backend, the report or
+//! another rank does: `finish` gives at most a third of it to the other ranks (then rank 0
+//! writes what it has and warns which ranks were missing), half of the rest to the finish
+//! hooks (the report), and the rest to the backends. A failed `finish` still returns the
+//! run's [`Summary`] inside its error ([`Error::summary`]), and a second call returns the
+//! same result. Dropping the last clone of a tracker finishes it.
+//!
+//! Warnings go through `tracing` when the application installed a subscriber; without one,
+//! each is printed once on stderr as `ezpz: …` ([`warning`]).
 //!
 //! ## Cargo features
 //!
@@ -174,6 +188,7 @@ mod aggregate;
 mod backend;
 pub mod backends;
 pub mod config;
+mod dispatch;
 pub mod env;
 mod error;
 #[cfg(any(feature = "mpi", test))]
@@ -186,19 +201,18 @@ pub mod report;
 mod retry;
 mod setup;
 pub mod spool;
-mod staging;
 mod summary;
 pub mod sync;
 mod tracker;
 mod user_paths;
 mod value;
-mod warn;
-mod worker;
+#[doc(hidden)]
+pub mod warn;
 
 pub use aggregate::{is_aggregate_key, Aggregator, Exchange, LocalAggregator, LocalGroup, Stats};
 pub use backend::{
-    Artifacts, Backend, BackendContext, EncodedImage, HistogramRecord, ImageRecord, ImageSource,
-    Record, RunInfo, RunStatus, Table,
+    Artifacts, Backend, BackendContext, Constructor, EncodedImage, HistogramRecord, ImageRecord,
+    ImageSource, Record, RunInfo, RunStatus, Table,
 };
 pub use backends::csv::CsvBackend;
 pub use backends::jsonl::JsonlBackend;
@@ -209,13 +223,14 @@ pub use backends::mlflow::{MlflowBackend, MlflowOptions};
 pub use backends::tensorboard::TensorBoardBackend;
 #[cfg(feature = "wandb")]
 pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
+pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
-pub use registry::{register_backend, registered_backends, unregister_backend, Constructor};
+pub use registry::{register_backend, registered_backends, unregister_backend};
 pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
     DEFAULT_ENQUEUE_TIMEOUT, DEFAULT_FINISH_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
 };
-pub use tracker::{BackendInfo, BackendSummary, FinishHook, Summary, Tracker};
+pub use tracker::{BackendInfo, BackendSummary, FinishHook, Summary, Tracker, MAX_STEP};
 pub use value::{IntoMetrics, Metric, Value};
 pub use warn::warning;

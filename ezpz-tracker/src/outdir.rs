@@ -7,7 +7,7 @@
 //!   sort by start time.
 //! - **An outdir that holds no run** (missing, empty, or only other files): used as it is.
 //! - **An outdir that holds a run** (rows in `metrics.csv` or `metrics.jsonl`, or a
-//!   `config.json`, `report.md`, `run_info.json`): appended to when resuming
+//!   `config.json`, `report.md`, `report.json`, `run_info.json`): appended to when resuming
 //!   ([`TrackerBuilder::resume`](crate::TrackerBuilder::resume), [`EZPZ_RESUME`]); otherwise
 //!   refused with [`Error::RunExists`] by `build`, or replaced by a fresh sibling
 //!   (`<outdir>-2`, …) with one warning where building never fails (`setup_tracker`,
@@ -29,7 +29,7 @@ use crate::{Error, Result};
 const OUTPUTS: &str = "outputs";
 
 /// Files that show a run was written in a directory (beside non-empty metrics files).
-const RUN_FILES: &[&str] = &["config.json", "report.md", "run_info.json"];
+const RUN_FILES: &[&str] = &["config.json", "report.md", "report.json", "run_info.json"];
 
 /// Metrics files whose rows show a run (an empty one was left by a build that failed).
 const METRICS_FILES: &[&str] = &["metrics.jsonl", "metrics.csv"];

@@ -1,7 +1,6 @@
 //! `TrackerBuilder` and the original's `setup_tracker` convenience.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,13 +12,13 @@ use crate::outdir::{self, WhenTaken};
 use crate::registry::{constructor, registered_backends};
 use crate::report::{self, ReportOptions};
 use crate::tracker::{FinishHook, Tracker, TrackerParts};
-use crate::worker::WorkerHandle;
 use crate::{Error, RankInfo, Result};
 
-/// Default messages per backend queue.
+/// Default rows per backend queue before the backend counts as behind.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
-/// Default wait on a full queue before a message is dropped.
-pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default (and largest) time a logging call waits for a backend that is behind but still
+/// writing (see [`TrackerBuilder::enqueue_timeout`]).
+pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = crate::dispatch::MAX_CALLER_WAIT;
 /// Default cap on `flush`/`finish` (override with `EZPZ_FINISH_TIMEOUT`).
 pub const DEFAULT_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -183,17 +182,21 @@ impl TrackerBuilder {
         self
     }
 
-    /// Rows (and other items) each backend's queue holds before `log` waits (default
-    /// 16 384).
+    /// Rows (and other items) each backend's queue holds before the backend counts as
+    /// behind (default 16 384). A backend that is behind and still writing slows a logging
+    /// call by at most the [`enqueue_timeout`](Self::enqueue_timeout); one that is behind
+    /// and has written nothing for 100 ms (stuck, or far too slow), or that holds twice this
+    /// many, loses what it cannot take: counted per backend, warned once, in the
+    /// [`Summary`](crate::Summary). The other backends get every row.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
         self
     }
 
-    /// How long `log` waits on a full queue before dropping (default 5 s; at most
-    /// [`env::MAX_WAIT`], 24 h).
+    /// The longest one logging call waits for backends that are behind but still writing
+    /// (default and maximum 10 ms; zero never waits). The wait happens with no lock held.
     pub fn enqueue_timeout(mut self, timeout: Duration) -> Self {
-        self.enqueue_timeout = env::clamp_wait(timeout);
+        self.enqueue_timeout = timeout;
         self
     }
 
@@ -294,46 +297,31 @@ impl TrackerBuilder {
                 local_outdir = Some(ctx.outdir);
             }
         }
-        let mut workers = Vec::new();
         if rank.is_main() {
             backends.extend(self.extra);
-        }
-        let (recycle, recycled) = crossbeam_channel::unbounded();
-        for backend in backends {
-            let spawned = WorkerHandle::spawn(
-                backend,
-                self.queue_capacity,
-                self.enqueue_timeout,
-                recycle.clone(),
-            );
-            match spawned {
-                Ok(w) => workers.push(w),
-                Err(e) if strictness == Strictness::Lossy => crate::warn!("ezpz: {e}"),
-                Err(e) => return Err(e),
-            }
         }
         let mut finish_hooks = self.finish_hooks;
         // Last, so it sees what the user's own hooks log.
         if let Some(options) = self
             .report
-            .filter(|_| rank.is_main() && !workers.is_empty())
+            .filter(|_| rank.is_main() && !backends.is_empty())
         {
             finish_hooks.push(report::finish_hook(options));
         }
-        let tracker = Tracker::from_parts(TrackerParts {
-            workers: Arc::new(workers),
+        let tracker = Tracker::start(TrackerParts {
+            backends,
+            queue_capacity: self.queue_capacity,
+            max_wait: self.enqueue_timeout,
+            lossy: strictness == Strictness::Lossy,
             rank,
             project,
             run_name,
             outdir: local_outdir,
             aggregator: self.aggregator,
-            rounds: None,
-            recycled,
-            nudger: None,
             finish_timeout,
             finish_hooks,
             start_time,
-        });
+        })?;
         if let Some(config) = self.config {
             tracker.log_config(config);
         }

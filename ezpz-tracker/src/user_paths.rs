@@ -20,6 +20,7 @@ pub const TRACKER_FILES: &[&str] = &[
     "config.json",
     "report.md",
     "report.html",
+    "report.json",
     "run_info.json",
     "plots",
     "spool",

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::registry::Constructor;
+use crate::backend::Constructor;
 
 pub(crate) mod appender;
 mod copy;
