@@ -93,6 +93,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 // Kept here for the modules that import them from this file; they live in their own files.
+#[cfg(feature = "wandb")]
 pub(crate) use super::copy::copy_into;
 pub(crate) use crate::user_paths::file_stem;
 

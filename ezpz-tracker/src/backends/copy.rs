@@ -38,7 +38,8 @@ pub(crate) fn copy_artifact(src: &Path, dest_dir: &Path, run_dir: &Path) -> Resu
 }
 
 /// Copies `src` into `dest_dir` like [`copy_artifact`], keeping out `dest_dir` itself (for
-/// backends whose run directory is not a parent of `dest_dir`'s copy source).
+/// a backend with no run directory of its own to keep out).
+#[cfg(feature = "wandb")]
 pub(crate) fn copy_into(src: &Path, dest_dir: &Path) -> Result<()> {
     create_dir(dest_dir)?;
     copy_artifact(src, dest_dir, dest_dir)
