@@ -108,7 +108,7 @@ impl Tracker {
     pub(crate) fn start(parts: TrackerParts) -> Result<Tracker> {
         let state = Arc::new(Mutex::new(State::default()));
         let last = state.clone();
-        let on_release: OnRelease = Arc::new(move |record: &Arc<Record>| {
+        let on_release: OnRelease = Box::new(move |record: &Arc<Record>| {
             lock(&last).last = Some(record.clone());
         });
         let dispatch = Dispatch::start(

@@ -212,6 +212,42 @@ fn rank_0_finishes_within_the_deadline_when_another_rank_never_comes() {
 }
 
 #[test]
+fn when_the_aggregation_queue_is_full_rows_go_straight_to_the_backends() {
+    let memory = MemoryBackend::new();
+    let tracker = TrackerBuilder::new()
+        .backends("none")
+        .rank_info(RankInfo::single().with_rank(0, 2))
+        .aggregator(AloneOfTwo)
+        .queue_capacity(1000)
+        .finish_timeout(Duration::from_secs(9))
+        .add_backend(memory.clone())
+        .build()
+        .unwrap();
+    // The aggregation thread waits in its first round for a rank that never comes, so its
+    // queue (4 × 1000 rows) fills; logging goes on without waiting, rows go straight to the
+    // backends from then on.
+    let mut rows = 0u64;
+    while tracker.last_record().is_none() {
+        assert!(rows < 2_000_000, "the aggregation queue never filled");
+        tracker.log_at(rows, [("x", rows as f64)]);
+        rows += 1;
+    }
+    for _ in 0..100 {
+        tracker.log_at(rows, [("x", rows as f64)]);
+        rows += 1;
+    }
+    tracker.finish().unwrap();
+    let mut steps: Vec<u64> = memory.snapshot().records.iter().map(|r| r.step).collect();
+    steps.sort_unstable();
+    let missing = (0..rows).find(|s| steps.binary_search(s).is_err());
+    assert_eq!(
+        (steps.len() as u64, missing),
+        (rows, None),
+        "every row arrived once"
+    );
+}
+
+#[test]
 fn the_other_ranks_finish_when_rank_0_hangs() {
     let mut group = LocalGroup::new(3);
     let rank_2 = group.pop().unwrap();

@@ -131,6 +131,20 @@ impl WorkerHandle {
         }
     }
 
+    /// Queues a data message from a thread that may wait (the aggregation thread): while the
+    /// backend is over its hard limit but still writing, waits for room; a stalled backend
+    /// loses it as with [`offer`](Self::offer).
+    pub fn offer_patiently(&self, msg: Msg) -> Offer {
+        let weight = msg.weight();
+        loop {
+            let queued = self.stats.queued.load(Ordering::Relaxed);
+            if queued == 0 || queued + weight <= self.hard_limit() || self.is_stalled() {
+                return self.offer(msg);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
     /// What the queue may hold while the backend is still writing: twice its capacity, and
     /// room for one more full batch.
     fn hard_limit(&self) -> usize {
