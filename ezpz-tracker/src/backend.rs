@@ -239,8 +239,8 @@ pub struct BackendContext {
     /// ([`TrackerBuilder::resume`](crate::TrackerBuilder::resume)): a backend that writes files
     /// appends to them instead of starting new ones.
     pub resume: bool,
-    /// When resuming, the step of the last row the earlier run wrote (from its
-    /// `metrics.jsonl` or `metrics.csv`), if any.
+    /// When resuming, the last step the earlier run wrote (the largest among the last rows
+    /// of its `metrics.jsonl`, else `metrics.csv`), if any.
     pub last_step: Option<u64>,
 }
 

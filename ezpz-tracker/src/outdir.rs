@@ -47,7 +47,7 @@ pub(crate) struct Outdir {
     pub path: PathBuf,
     /// Whether the backends append to a run already there.
     pub resume: bool,
-    /// The step of the last row that run wrote (when resuming).
+    /// The last step that run wrote (when resuming; see [`last_step`]).
     pub last_step: Option<u64>,
 }
 
@@ -163,7 +163,8 @@ pub(crate) fn holds_run(dir: &Path) -> Option<&'static str> {
         .copied()
 }
 
-/// The step of the last row written in `dir` (`metrics.jsonl`, else `metrics.csv`).
+/// The last step written in `dir`: the largest step among the last rows of `metrics.jsonl`
+/// (else `metrics.csv`); rows logged from several threads need not be in step order.
 pub(crate) fn last_step(dir: &Path) -> Option<u64> {
     let jsonl = |line: &str| {
         serde_json::from_str::<serde_json::Value>(line)
@@ -172,13 +173,13 @@ pub(crate) fn last_step(dir: &Path) -> Option<u64> {
             .as_u64()
     };
     let csv = |line: &str| line.split(',').next()?.parse::<u64>().ok();
-    last_line_value(&dir.join("metrics.jsonl"), jsonl)
-        .or_else(|| last_line_value(&dir.join("metrics.csv"), csv))
+    largest_in_tail(&dir.join("metrics.jsonl"), jsonl)
+        .or_else(|| largest_in_tail(&dir.join("metrics.csv"), csv))
 }
 
-/// The value `parse` finds in the last line of `path` it can read (a torn last line, left by
-/// a crash, is passed over).
-fn last_line_value(path: &Path, parse: impl Fn(&str) -> Option<u64>) -> Option<u64> {
+/// The largest value `parse` finds in the lines of the last [`TAIL_BYTES`] of `path` (a torn
+/// last line, left by a crash, is passed over).
+fn largest_in_tail(path: &Path, parse: impl Fn(&str) -> Option<u64>) -> Option<u64> {
     let mut file = File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
     let start = len.saturating_sub(TAIL_BYTES);
@@ -188,8 +189,7 @@ fn last_line_value(path: &Path, parse: impl Fn(&str) -> Option<u64>) -> Option<u
     let text = String::from_utf8_lossy(&tail);
     // A window that starts mid-file starts mid-line: that first piece is not a row.
     let skip = usize::from(start > 0);
-    let lines: Vec<&str> = text.lines().skip(skip).collect();
-    lines.iter().rev().find_map(|l| parse(l))
+    text.lines().skip(skip).filter_map(parse).max()
 }
 
 /// Opens the metrics file `name` in `dir` (created if missing) for appending rows: a new
@@ -335,13 +335,13 @@ mod tests {
     }
 
     #[test]
-    fn the_last_step_comes_from_the_last_whole_row() {
+    fn the_last_step_is_the_largest_in_the_last_whole_rows() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(last_step(dir.path()), None);
         std::fs::write(dir.path().join("metrics.csv"), b"step,a\n").unwrap();
         assert_eq!(last_step(dir.path()), None);
-        std::fs::write(dir.path().join("metrics.csv"), b"step,a\n3,1\n4,").unwrap();
-        assert_eq!(last_step(dir.path()), Some(4));
+        std::fs::write(dir.path().join("metrics.csv"), b"step,a\n3,1\n5,1\n4,").unwrap();
+        assert_eq!(last_step(dir.path()), Some(5));
         let jsonl = dir.path().join("metrics.jsonl");
         std::fs::write(&jsonl, b"{\"step\":9,\"metrics\":{}}\n{\"step\":10,\"met").unwrap();
         assert_eq!(last_step(dir.path()), Some(9));
