@@ -77,7 +77,7 @@ fn child() {
             t.finish().unwrap();
         }
         "setup" => {
-            let t = setup_tracker(Some("env"), Some("csv"), None, dir.as_deref(), Some(0));
+            let t = setup_tracker(Some("env"), None, None, dir.as_deref(), Some(0));
             for step in 0..3u64 {
                 t.log_at(step, [("loss", 1.0)]);
             }
@@ -152,7 +152,7 @@ fn processes_started_together_with_the_default_outdir_get_their_own() {
 
 /// `EZPZ_FINISH_TIMEOUT` beyond what `Duration` holds, infinite, negative or NaN: the
 /// tracker starts, logs and finishes (a huge value is capped, a meaningless one ignored with
-/// a warning).
+/// a warning), also with an offline W&B run, which waits a share of it.
 #[test]
 fn finish_timeout_from_the_environment_never_panics() {
     let root = tempfile::tempdir().unwrap();
@@ -163,6 +163,8 @@ fn finish_timeout_from_the_environment_never_panics() {
             root.path(),
             &[
                 ("EZPZ_FINISH_TIMEOUT", value),
+                ("EZPZ_TRACKER_BACKENDS", "csv,wandb"),
+                ("WANDB_MODE", "offline"),
                 (CHILD_DIR, dir.to_str().unwrap()),
             ],
         ));
