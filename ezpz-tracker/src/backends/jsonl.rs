@@ -25,8 +25,8 @@ impl JsonlBackend {
     /// Writes a new run's `<dir>/metrics.jsonl`.
     ///
     /// # Errors
-    /// The file already holds rows ([`Error::RunExists`]: use [`resume`](Self::resume) to
-    /// append to it), or the directory or file cannot be created.
+    /// The file already holds rows ([`Error::RunExists`](crate::Error::RunExists): use
+    /// [`resume`](Self::resume) to append to it), or the directory or file cannot be created.
     pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
         let file = open_metrics_file(dir.as_ref(), METRICS_JSONL, false)?;
         Ok(JsonlBackend { file })
