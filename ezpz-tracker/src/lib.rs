@@ -56,24 +56,6 @@
 //! after a `kill -9`. Settings in code: [`MlflowOptions`]; credentials as MLflow's client
 //! (`MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`) or `AMSC_API_KEY`,
 //! loaded from `~/.amsc.env` and the project's `.env`.
-//!
-//! ## Output directory
-//!
-//! Files go directly into one directory per run: [`TrackerBuilder::outdir`], else a fresh
-//! `outputs/<project>/<UTC time to the millisecond>` (`2026-12-02-044356.123`), created with
-//! `create_dir` so that processes started together (an array job, a sweep; on one host or
-//! many sharing a file system) never share one: the later ones get `…-2`, `…-3`. A directory
-//! that already holds a run (rows in `metrics.csv`/`metrics.jsonl`, a `config.json`,
-//! `report.md` or `run_info.json`) is never truncated: with [`TrackerBuilder::resume`]`(true)`
-//! or `EZPZ_RESUME=1` the run continues in it (CSV, JSONL and TensorBoard append; the CSV
-//! header is kept, and widened for new keys); otherwise [`TrackerBuilder::build`] refuses it
-//! with [`Error::RunExists`], and [`setup_tracker`] (which never fails) writes to a fresh
-//! sibling `<outdir>-2` with a warning. Names of tables, images, histograms and artifacts
-//! become one plain file name each (`/`, `..`, NUL and the like cannot leave the directory)
-//! and never take the tracker's own files: `log_table("metrics", …)` writes `_metrics.csv`.
-//! `log_artifacts` copies a folder with its symbolic links as links, and without the run
-//! directory when the folder holds it.
-//!
 //! ## End-of-run report
 //!
 //! At [`Tracker::finish`] on rank 0, when the `jsonl` backend is attached, the tracker reads
@@ -95,6 +77,23 @@
 //! });
 //! assert_eq!(line, "iter=180   loss=0.078000(±0.026) lr=0.000059");
 //! ```
+//!
+//! ## Output directory
+//!
+//! Files go directly into one directory per run: [`TrackerBuilder::outdir`], else a fresh
+//! `outputs/<project>/<UTC time to the millisecond>` (`2026-12-02-044356.123`), created with
+//! `create_dir` so that processes started together (an array job, a sweep; on one host or
+//! many sharing a file system) never share one: the later ones get `…-2`, `…-3`. A directory
+//! that already holds a run (rows in `metrics.csv`/`metrics.jsonl`, a `config.json`,
+//! `report.md` or `run_info.json`) is never truncated: with [`TrackerBuilder::resume`]`(true)`
+//! or `EZPZ_RESUME=1` the run continues in it (CSV, JSONL and TensorBoard append; the CSV
+//! header is kept, and widened for new keys); otherwise [`TrackerBuilder::build`] refuses it
+//! with [`Error::RunExists`], and [`setup_tracker`] (which never fails) writes to a fresh
+//! sibling `<outdir>-2` with a warning. Names of tables, images, histograms and artifacts
+//! become one plain file name each (`/`, `..`, NUL and the like cannot leave the directory)
+//! and never take the tracker's own files: `log_table("metrics", …)` writes `_metrics.csv`.
+//! `log_artifacts` copies a folder with its symbolic links as links, and without the run
+//! directory when the folder holds it.
 //!
 //! ## Distributed (MPI)
 //!
