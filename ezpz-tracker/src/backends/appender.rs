@@ -102,6 +102,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_stems_are_safe() {
+        assert_eq!(file_stem("train/loss"), "train_loss");
+        assert_eq!(file_stem("../x"), "_.._x");
+        assert_eq!(file_stem(""), "_");
+    }
+
+    #[test]
     fn rows_reach_the_file_only_on_flush() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.txt");
