@@ -137,8 +137,9 @@ impl TrackerBuilder {
     /// Whether to continue the run already in [`outdir`](Self::outdir) (else
     /// `EZPZ_RESUME`, else no): CSV, JSONL and TensorBoard append to its files (the CSV
     /// header is kept, and widened for new keys), and its configuration is merged into. For
-    /// a program restarted from a checkpoint. Without it, an outdir holding a run is refused
-    /// (see [`outdir`](Self::outdir)).
+    /// a program restarted from a checkpoint. Automatic steps carry on after the last step the
+    /// run wrote (rank 0 reads it; with several ranks, log explicit steps). Without it, an
+    /// outdir holding a run is refused (see [`outdir`](Self::outdir)).
     pub fn resume(mut self, resume: bool) -> Self {
         self.resume = Some(resume);
         self
@@ -274,6 +275,8 @@ impl TrackerBuilder {
         let finish_timeout = finish_timeout(self.finish_timeout);
         let mut backends: Vec<Box<dyn Backend>> = Vec::new();
         let mut local_outdir = None;
+        // A resumed run's automatic steps carry on after the last one it wrote.
+        let mut first_step = 0;
         if rank.is_main() && !(names.is_empty() && self.extra.is_empty()) {
             let mut ctx = BackendContext {
                 project: project.clone(),
@@ -292,6 +295,7 @@ impl TrackerBuilder {
             if !names.is_empty() {
                 self.prepare_outdir(&mut ctx, stamp, strictness)?;
             }
+            first_step = ctx.last_step.map_or(0, |s| s.saturating_add(1));
             backends = construct(&names, &ctx, strictness)?;
             if !names.is_empty() && ctx.outdir.is_dir() {
                 local_outdir = Some(ctx.outdir);
@@ -321,6 +325,7 @@ impl TrackerBuilder {
             finish_timeout,
             finish_hooks,
             start_time,
+            first_step,
         })?;
         if let Some(config) = self.config {
             tracker.log_config(config);

@@ -265,6 +265,22 @@ fn a_run_in_the_outdir_is_resumed_or_refused_never_truncated() {
     assert_eq!(event_files, 2);
     assert_eq!(*last_steps.lock().unwrap(), [None, Some(2)]);
     unregister_backend("files-last-step");
+
+    // Automatic steps of a resumed run carry on after the last step it wrote.
+    let t = TrackerBuilder::new()
+        .backends("jsonl")
+        .outdir(&dir)
+        .rank(0)
+        .report(false)
+        .resume(true)
+        .build()
+        .unwrap();
+    t.log([("loss", 6.0)]);
+    t.finish().unwrap();
+    assert_eq!(
+        jsonl_steps(&dir.join("metrics.jsonl")),
+        [0, 1, 2, 3, 4, 5, 6]
+    );
 }
 
 /// `EZPZ_RESUME=1` resumes as `resume(true)` does; without it the same program fails to
