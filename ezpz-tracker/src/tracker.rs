@@ -42,6 +42,8 @@ pub(crate) struct TrackerParts {
     pub finish_timeout: Duration,
     pub finish_hooks: Vec<FinishHook>,
     pub start_time: f64,
+    /// The first automatic step (after a resumed run's last one).
+    pub first_step: u64,
 }
 
 /// Fans tracked data out to backends.
@@ -106,9 +108,12 @@ impl Tracker {
     /// # Errors
     /// A worker thread could not start (not with `parts.lossy`).
     pub(crate) fn start(parts: TrackerParts) -> Result<Tracker> {
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            next_step: parts.first_step.min(MAX_STEP),
+            ..State::default()
+        }));
         let last = state.clone();
-        let on_release: OnRelease = Arc::new(move |record: &Arc<Record>| {
+        let on_release: OnRelease = Box::new(move |record: &Arc<Record>| {
             lock(&last).last = Some(record.clone());
         });
         let dispatch = Dispatch::start(

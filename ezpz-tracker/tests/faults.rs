@@ -93,6 +93,43 @@ fn a_backend_stuck_forever_costs_the_other_backends_nothing() {
     assert_eq!(again.summary(), err.summary());
 }
 
+/// A backend that takes a millisecond per row: slow, but writing.
+struct Slow;
+
+impl Backend for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn log(&mut self, _record: &Record) -> Result<()> {
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(())
+    }
+    fn log_config(&mut self, _config: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, _status: RunStatus) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_burst_after_a_quiet_spell_is_not_taken_for_a_stuck_backend() {
+    let tracker = TrackerBuilder::new()
+        .backends("none")
+        .queue_capacity(10)
+        .finish_timeout(Duration::from_secs(30))
+        .add_backend(Slow)
+        .build()
+        .unwrap();
+    // Idle for longer than a stalled backend's silence.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..200 {
+        tracker.log([("x", i as f64)]);
+    }
+    let summary = tracker.finish().unwrap();
+    assert_eq!((summary.backends[0].records, summary.dropped()), (200, 0));
+}
+
 #[test]
 fn flush_with_a_stuck_backend_returns_within_its_deadline() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,6 +246,42 @@ fn rank_0_finishes_within_the_deadline_when_another_rank_never_comes() {
     // Aggregated over the ranks that were there: rank 0 alone.
     let first = &records[0];
     assert_eq!(first.get("loss/mean").and_then(|v| v.as_f64()), Some(0.0));
+}
+
+#[test]
+fn when_the_aggregation_queue_is_full_rows_go_straight_to_the_backends() {
+    let memory = MemoryBackend::new();
+    let tracker = TrackerBuilder::new()
+        .backends("none")
+        .rank_info(RankInfo::single().with_rank(0, 2))
+        .aggregator(AloneOfTwo)
+        .queue_capacity(1000)
+        .finish_timeout(Duration::from_secs(9))
+        .add_backend(memory.clone())
+        .build()
+        .unwrap();
+    // The aggregation thread waits in its first round for a rank that never comes, so its
+    // queue (4 × 1000 rows) fills; logging goes on without waiting, rows go straight to the
+    // backends from then on.
+    let mut rows = 0u64;
+    while tracker.last_record().is_none() {
+        assert!(rows < 2_000_000, "the aggregation queue never filled");
+        tracker.log_at(rows, [("x", rows as f64)]);
+        rows += 1;
+    }
+    for _ in 0..100 {
+        tracker.log_at(rows, [("x", rows as f64)]);
+        rows += 1;
+    }
+    tracker.finish().unwrap();
+    let mut steps: Vec<u64> = memory.snapshot().records.iter().map(|r| r.step).collect();
+    steps.sort_unstable();
+    let missing = (0..rows).find(|s| steps.binary_search(s).is_err());
+    assert_eq!(
+        (steps.len() as u64, missing),
+        (rows, None),
+        "every row arrived once"
+    );
 }
 
 #[test]

@@ -22,8 +22,6 @@ pub(crate) const ROUND: Duration = Duration::from_millis(100);
 /// How long rank 0 waits for the other ranks' rows matching one of its rows before it
 /// aggregates over the ranks it has (they logged different keys, or their own steps).
 pub(crate) const UNMATCHED_AFTER: Duration = Duration::from_secs(10);
-/// Commands (rows, forwards) waiting for the thread before the route counts as full.
-const CAPACITY: usize = 65_536;
 
 /// A message for the backends (rank 0), handed over in turn with the rows before it.
 pub(crate) type Forward = Box<dyn FnOnce() + Send>;
@@ -53,12 +51,17 @@ pub(crate) struct RoundsEnd {
     pub missing: Vec<usize>,
     /// The thread panicked: rows it held (`lost`) never reached the backends.
     pub panicked: bool,
+    /// The thread was still handing rows over at the deadline: `lost` of them did not reach
+    /// the backends in time.
+    pub unfinished: bool,
     pub lost: u64,
 }
 
 /// Shared between the caller's side and the thread.
 #[derive(Default)]
 struct Shared {
+    /// This rank logs nothing more (also sent as a command, which a full queue may delay).
+    finish: AtomicBool,
     /// The thread stopped waiting for other ranks (finish deadline, failed run).
     give_up: AtomicBool,
     /// The thread ended by a panic.
@@ -81,12 +84,15 @@ pub(crate) struct Rounds {
 }
 
 impl Rounds {
-    /// Starts the thread. `deliver` hands rows to rank 0's backends (unused elsewhere).
+    /// Starts the thread. `deliver` hands rows to rank 0's backends (unused elsewhere);
+    /// `capacity` commands (rows, forwards) may wait for the thread before its route counts as
+    /// full.
     pub(crate) fn start(
         aggregator: Box<dyn Aggregator>,
         deliver: Deliver,
+        capacity: usize,
     ) -> std::io::Result<Rounds> {
-        let (tx, rx) = crossbeam_channel::bounded(CAPACITY);
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         let world = aggregator.world_size();
         let shared = Arc::new(Shared {
             world,
@@ -188,7 +194,9 @@ impl Rounds {
         if abort {
             self.shared.give_up.store(true, Ordering::Release);
         }
-        let _ = self.tx.send_deadline(Cmd::Finish, deadline);
+        self.shared.finish.store(true, Ordering::Release);
+        // Wakes the thread; a full queue wakes it anyway.
+        let _ = self.tx.try_send(Cmd::Finish);
         let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
         let mut end = RoundsEnd::default();
         let Some(handle) = thread.take() else {
@@ -216,6 +224,8 @@ impl Rounds {
         } else {
             // Left to end on its own; a new one is never started.
             *thread = None;
+            end.unfinished = true;
+            end.lost = self.lost();
         }
         if self.shared.panicked.load(Ordering::Acquire) {
             end.panicked = true;
@@ -273,6 +283,10 @@ impl Thread {
                 std::thread::sleep(next_round.saturating_duration_since(Instant::now()));
             }
             while !self.finishing {
+                if self.shared.finish.load(Ordering::Acquire) {
+                    self.finishing = true;
+                    break;
+                }
                 match rx.recv_deadline(next_round) {
                     Ok(cmd) => self.handle(cmd),
                     Err(RecvTimeoutError::Timeout) => break,
@@ -315,6 +329,12 @@ impl Thread {
                 }
             }
             let last = exchange.all_done || self.shared.give_up.load(Ordering::Acquire);
+            if last {
+                // Rows queued while this round waited (a rank that hangs) go out too.
+                while let Ok(cmd) = rx.try_recv() {
+                    self.handle(cmd);
+                }
+            }
             if self.root && (self.matcher.has_pending() || last) {
                 for (id, aggregates) in self.matcher.resolve(now, last) {
                     self.resolved(id, aggregates);

@@ -37,8 +37,13 @@ use worker::{Offer, WorkerHandle};
 /// The longest any logging call waits for backends that are behind (and only outside locks).
 pub const MAX_CALLER_WAIT: Duration = Duration::from_millis(10);
 
-/// Called on rank 0 with each row as the backends receive it (the tracker's `last_record`).
-pub(crate) type OnRelease = Arc<dyn Fn(&Arc<Record>) + Send + Sync>;
+/// The aggregation thread's queue holds this many backend queues' worth of rows (65 536 by
+/// default): 100 ms rounds leave it nearly empty unless a rank hangs.
+const AGGREGATION_QUEUES: usize = 4;
+
+/// Called on the aggregation thread (rank 0) with each row as the backends receive it (the
+/// tracker's `last_record`).
+pub(crate) type OnRelease = Box<dyn Fn(&Arc<Record>) + Send + Sync>;
 
 /// See the module docs.
 pub(crate) struct Dispatch {
@@ -48,13 +53,12 @@ pub(crate) struct Dispatch {
     nudger: Option<Nudger>,
     rounds: Option<Rounds>,
     max_wait: Duration,
-    on_release: OnRelease,
 }
 
 /// A committed row as the tracker keeps it.
 pub(crate) struct Committed {
-    /// The row as the backends get it (direct route; the aggregation route reports it
-    /// through `on_release`).
+    /// The row as the backends get it (direct route, or a row the aggregation route could
+    /// not take; otherwise the aggregation thread reports it through `on_release`).
     pub record: Option<Arc<Record>>,
     /// A backend is behind: call [`Dispatch::throttle`] once no lock is held.
     pub pressed: bool,
@@ -84,7 +88,12 @@ impl Dispatch {
             }
         }
         Ok(Dispatch::assemble(
-            workers, recycled, aggregator, on_release, max_wait,
+            workers,
+            recycled,
+            aggregator,
+            on_release,
+            max_wait,
+            capacity.saturating_mul(AGGREGATION_QUEUES),
         ))
     }
 
@@ -94,8 +103,9 @@ impl Dispatch {
             Vec::new(),
             crossbeam_channel::never(),
             None,
-            Arc::new(|_: &Arc<Record>| {}),
+            Box::new(|_: &Arc<Record>| {}),
             Duration::ZERO,
+            0,
         )
     }
 
@@ -105,19 +115,22 @@ impl Dispatch {
         aggregator: Option<Box<dyn Aggregator>>,
         on_release: OnRelease,
         max_wait: Duration,
+        aggregation_capacity: usize,
     ) -> Dispatch {
         let workers = Arc::new(workers);
         let staging = Arc::new(Mutex::new(Staging::new(recycled)));
         let mut rounds = None;
         if let Some(aggregator) = aggregator.filter(|a| a.world_size() > 1) {
-            let (targets, release) = (workers.clone(), on_release.clone());
+            let (targets, release) = (workers.clone(), on_release);
             let deliver: Deliver = Box::new(move |record: Arc<Record>| {
                 release(&record);
+                // Not the training thread: a burst (rows released at finish) waits for
+                // backends that are still writing rather than losing rows.
                 for w in targets.iter() {
-                    w.offer(Msg::Log(record.clone()));
+                    w.offer_patiently(Msg::Log(record.clone()));
                 }
             });
-            match Rounds::start(aggregator, deliver) {
+            match Rounds::start(aggregator, deliver, aggregation_capacity) {
                 Ok(r) => rounds = Some(r),
                 Err(e) => crate::warn!(
                     "ezpz: the aggregation thread could not start ({e}); no cross-rank \
@@ -146,7 +159,6 @@ impl Dispatch {
             nudger,
             rounds,
             max_wait: max_wait.min(MAX_CALLER_WAIT),
-            on_release,
         }
     }
 
@@ -252,8 +264,9 @@ impl Dispatch {
         );
         if let Some(record) = back {
             let record = Arc::new(record);
-            (self.on_release)(&record);
             committed.pressed = self.offer_all(|| Msg::Log(record.clone()));
+            // The caller keeps it as its last row (`on_release` would take its lock).
+            committed.record = Some(record);
         }
         committed
     }
@@ -351,6 +364,7 @@ impl Dispatch {
         let RoundsEnd {
             missing,
             panicked,
+            unfinished,
             lost,
         } = rounds.finish(abort, deadline);
         let mut errors = Vec::new();
@@ -364,6 +378,15 @@ impl Dispatch {
         }
         if panicked {
             errors.push(aggregation_panic(lost));
+        } else if unfinished {
+            errors.push(Error::backend(
+                "aggregation",
+                format!(
+                    "the cross-rank aggregation was still handing rows over at the finish \
+                     deadline; about {lost} row(s) may not have reached the backends (raise \
+                     EZPZ_FINISH_TIMEOUT)"
+                ),
+            ));
         }
         errors
     }
