@@ -158,8 +158,9 @@
 //! digits, `-` and `.` replaced by `_` ([`key_segment`]): `Loss` → `loss`, `Learning Rate` →
 //! `learning_rate`.
 //!
-//! **Resume.** A training resumed with burn's `.checkpoint(k)` into a tracker on the same
-//! output directory continues the step axis after the last step in its `metrics.jsonl`; burn's
+//! **Resume.** A training resumed with burn's `.checkpoint(k)` continues the step axis: after
+//! the last step of a resumed tracker (`TrackerBuilder::resume(true)`), and at least after the
+//! optimizer steps of the epochs before `k` (counted from the batches per epoch); burn's
 //! files (or the [`HistoryLogger`], from `metrics.jsonl`) answer for the epochs before the
 //! resume, so `MetricCheckpointingStrategy` keeps the best checkpoint.
 //!
