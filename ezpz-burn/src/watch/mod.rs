@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use ezpz_tracker::{Metric, Tracker, Value};
+use ezpz_tracker::{Metric, Tracker, Value, WeakTracker};
 
 use crate::record::{WatchQueue, WatchRow};
 pub use collect::{norms, Norms, ParamNorm};
@@ -86,7 +86,25 @@ struct Link {
     base: u64,
 }
 
-static INSTALLED: RwLock<Option<Watch>> = RwLock::new(None);
+/// The installed watch, holding its tracker weakly: installing a watch must not keep the run
+/// open (dropping the last `Tracker` finishes it, and the watch then stops).
+static INSTALLED: RwLock<Option<Installed>> = RwLock::new(None);
+
+struct Installed {
+    tracker: WeakTracker,
+    /// The watch, its tracker replaced by a disabled one.
+    watch: Watch,
+}
+
+impl Installed {
+    /// The watch with its tracker, while the run is open.
+    fn current(&self) -> Option<Watch> {
+        Some(Watch {
+            tracker: self.tracker.upgrade()?,
+            ..self.watch.clone()
+        })
+    }
+}
 
 impl Watch {
     /// Watches into `tracker`: norms every [`DEFAULT_LOG_FREQ`] steps, no histograms.
@@ -129,26 +147,39 @@ impl Watch {
 
     /// Makes this the watch that [`observe`](crate::observe) uses (replacing any other), and
     /// returns it.
+    ///
+    /// The installed watch holds its tracker weakly: dropping the last clone of the tracker
+    /// still finishes the run, and the watch is then gone.
     pub fn install(self) -> Self {
-        *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(self.clone());
+        let installed = Installed {
+            tracker: self.tracker.downgrade(),
+            watch: Watch {
+                tracker: Tracker::disabled(),
+                ..self.clone()
+            },
+        };
+        *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(installed);
         self
     }
 
-    /// Removes the installed watch, if any, and returns it.
+    /// Removes the installed watch, if any, and returns it (while its tracker lives).
     pub fn uninstall() -> Option<Watch> {
-        INSTALLED.write().unwrap_or_else(|e| e.into_inner()).take()
+        INSTALLED
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .and_then(|i| i.current())
     }
 
     /// The installed watch, if any.
     pub fn installed() -> Option<Watch> {
-        INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let installed = INSTALLED.read().unwrap_or_else(|e| e.into_inner());
+        installed.as_ref().and_then(Installed::current)
     }
 
     /// Whether this watch writes to `tracker` (the same run).
     pub(crate) fn writes_to(&self, tracker: &Tracker) -> bool {
-        self.tracker.run_name() == tracker.run_name()
-            && self.tracker.start_time() == tracker.start_time()
-            && self.tracker.project() == tracker.project()
+        self.tracker.ptr_eq(tracker)
     }
 
     /// Hands rows to `queue` from now on, steps counted from 1 again (the queue's recorder
@@ -299,6 +330,23 @@ mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::Tensor;
+
+    #[test]
+    fn an_installed_watch_does_not_keep_the_run_open() {
+        let (tracker, memory) = crate::test_support::memory_tracker();
+        let watch = Watch::new(&tracker).install();
+        assert!(Watch::installed().is_some_and(|w| w.writes_to(&tracker)));
+        drop(watch);
+        tracker.log([("x", 1.0)]);
+        // Dropping the last clone finishes the run although the watch is still installed.
+        drop(tracker);
+        assert_eq!(
+            memory.snapshot().finished,
+            Some(ezpz_tracker::RunStatus::Finished)
+        );
+        assert!(Watch::installed().is_none(), "the watch went with its run");
+        assert!(Watch::uninstall().is_none());
+    }
 
     #[test]
     fn one_device_read_per_logged_step_histograms_included() {
