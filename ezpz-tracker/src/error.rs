@@ -56,6 +56,18 @@ pub enum Error {
         /// The cap that expired.
         seconds: f64,
     },
+    /// The output directory already holds a run, and appending to it was not asked for.
+    #[error(
+        "`{path}` already holds a run (it has `{found}`): to append to that run, call \
+         `TrackerBuilder::resume(true)` or set EZPZ_RESUME=1; otherwise choose another outdir \
+         (or none, for a fresh one under `outputs/`)"
+    )]
+    RunExists {
+        /// The output directory.
+        path: PathBuf,
+        /// The file that shows the run (`metrics.csv`, `config.json`, …).
+        found: String,
+    },
     /// [`Tracker::finish`](crate::Tracker::finish) ended, but not everything did: the run's
     /// summary, and what went wrong (the message is the inner error's).
     #[error("{error}")]
@@ -131,6 +143,10 @@ impl Clone for Error {
             Error::Backend { backend, message } => Error::Backend {
                 backend: backend.clone(),
                 message: message.clone(),
+            },
+            Error::RunExists { path, found } => Error::RunExists {
+                path: path.clone(),
+                found: found.clone(),
             },
             Error::Timeout {
                 backend,

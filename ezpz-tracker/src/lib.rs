@@ -83,6 +83,23 @@
 //! assert_eq!(line, "iter=180   loss=0.078000(±0.026) lr=0.000059");
 //! ```
 //!
+//! ## Output directory
+//!
+//! Files go directly into one directory per run: [`TrackerBuilder::outdir`], else a fresh
+//! `outputs/<project>/<UTC time to the millisecond>` (`2026-12-02-044356.123`), created with
+//! `create_dir` so that processes started together (an array job, a sweep; on one host or
+//! many sharing a file system) never share one: the later ones get `…-2`, `…-3`. A directory
+//! that already holds a run (rows in `metrics.csv`/`metrics.jsonl`, a `config.json`,
+//! `report.md` or `run_info.json`) is never truncated: with [`TrackerBuilder::resume`]`(true)`
+//! or `EZPZ_RESUME=1` the run continues in it (CSV, JSONL and TensorBoard append; the CSV
+//! header is kept, and widened for new keys); otherwise [`TrackerBuilder::build`] refuses it
+//! with [`Error::RunExists`], and [`setup_tracker`] (which never fails) writes to a fresh
+//! sibling `<outdir>-2` with a warning. Names of tables, images, histograms and artifacts
+//! become one plain file name each (`/`, `..`, NUL and the like cannot leave the directory)
+//! and never take the tracker's own files: `log_table("metrics", …)` writes `_metrics.csv`.
+//! `log_artifacts` copies a folder with its symbolic links as links, and without the run
+//! directory when the folder holds it.
+//!
 //! ## Distributed (MPI)
 //!
 //! The tracker is rank-aware: only rank 0 creates files, threads or connections; other ranks
@@ -160,7 +177,8 @@
 //! ## Environment variables
 //!
 //! Every variable is a documented constant in [`env`](mod@env): `EZPZ_TRACKER_BACKENDS`,
-//! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
+//! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT` (seconds; capped at 24 h, a negative or unparsable
+//! value is ignored with a warning), `EZPZ_RESUME`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
 //! the rank variables of MPI launchers and schedulers, `EZPZ_MPI_THREADING`, and each
 //! backend's own (W&B:
 //! `WANDB_MODE`, `WANDB_DISABLED`, `WANDB_API_KEY`, `WANDB_BASE_URL`, `WANDB_ENTITY`,
@@ -180,6 +198,7 @@ pub mod env;
 mod error;
 #[cfg(any(feature = "mpi", test))]
 pub mod mpi;
+mod outdir;
 mod pending;
 mod registry;
 pub mod report;
@@ -190,6 +209,7 @@ pub mod spool;
 mod summary;
 pub mod sync;
 mod tracker;
+mod user_paths;
 mod value;
 #[doc(hidden)]
 pub mod warn;
@@ -216,6 +236,8 @@ pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
     DEFAULT_ENQUEUE_TIMEOUT, DEFAULT_FINISH_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
 };
-pub use tracker::{BackendInfo, BackendSummary, FinishHook, Summary, Tracker, MAX_STEP};
+pub use tracker::{
+    BackendInfo, BackendSummary, FinishHook, Summary, Tracker, WeakTracker, MAX_STEP,
+};
 pub use value::{IntoMetrics, Metric, Value};
 pub use warn::warning;

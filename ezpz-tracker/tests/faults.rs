@@ -93,6 +93,43 @@ fn a_backend_stuck_forever_costs_the_other_backends_nothing() {
     assert_eq!(again.summary(), err.summary());
 }
 
+/// A backend that takes a millisecond per row: slow, but writing.
+struct Slow;
+
+impl Backend for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn log(&mut self, _record: &Record) -> Result<()> {
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(())
+    }
+    fn log_config(&mut self, _config: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, _status: RunStatus) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_burst_after_a_quiet_spell_is_not_taken_for_a_stuck_backend() {
+    let tracker = TrackerBuilder::new()
+        .backends("none")
+        .queue_capacity(10)
+        .finish_timeout(Duration::from_secs(30))
+        .add_backend(Slow)
+        .build()
+        .unwrap();
+    // Idle for longer than a stalled backend's silence.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..200 {
+        tracker.log([("x", i as f64)]);
+    }
+    let summary = tracker.finish().unwrap();
+    assert_eq!((summary.backends[0].records, summary.dropped()), (200, 0));
+}
+
 #[test]
 fn flush_with_a_stuck_backend_returns_within_its_deadline() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::backend::Constructor;
 
 pub(crate) mod appender;
+mod copy;
 pub mod csv;
 pub mod jsonl;
 pub mod memory;

@@ -43,7 +43,8 @@ pub(crate) struct Stats {
     pub panics: AtomicU64,
     /// Rows (and other data messages) queued and not yet handled.
     queued: AtomicUsize,
-    /// Microseconds since the handle's epoch when the worker last finished a message.
+    /// Microseconds since the handle's epoch when the worker last finished a message, or got
+    /// work while idle.
     progress: AtomicU64,
     drop_warned: AtomicBool,
     pub run_info: Mutex<Option<RunInfo>>,
@@ -118,7 +119,12 @@ impl WorkerHandle {
             return Offer::Dropped;
         }
         // Counted before the worker can see it, so its decrement never comes first.
-        self.stats.queued.fetch_add(weight, Ordering::Relaxed);
+        if self.stats.queued.fetch_add(weight, Ordering::Relaxed) == 0 {
+            // An idle worker is not a stalled one: its stall clock starts with this work.
+            self.stats
+                .progress
+                .store(self.now_micros(), Ordering::Relaxed);
+        }
         if let Err(e) = self.tx.send(msg) {
             self.stats.queued.fetch_sub(weight, Ordering::Relaxed);
             self.dropped(&e.0, "its worker has stopped");
@@ -154,8 +160,11 @@ impl WorkerHandle {
     /// Whether the backend is over capacity and has written nothing for [`STALLED_AFTER`].
     fn is_stalled(&self) -> bool {
         let last = self.stats.progress.load(Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_micros() as u64;
-        now.saturating_sub(last) > STALLED_AFTER.as_micros() as u64
+        self.now_micros().saturating_sub(last) > STALLED_AFTER.as_micros() as u64
+    }
+
+    fn now_micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
     }
 
     /// Whether a caller slowing down for this backend should keep waiting: it is over
