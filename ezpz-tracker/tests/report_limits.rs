@@ -106,7 +106,11 @@ fn the_report_deletes_only_files_it_wrote() {
         .arg(&outdir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(outdir.join("plots/loss.png").is_file());
     assert!(!outdir.join("plots/gone.png").exists(), "stale plot kept");
     assert_eq!(

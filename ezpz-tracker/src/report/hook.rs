@@ -38,11 +38,19 @@ fn run(tracker: &Tracker, options: &ReportOptions) -> Result<()> {
     }
     let config = read_config(&outdir);
     let identity = RunIdentity::from_tracker(tracker, &outdir, config.as_ref());
-    let files = build_from(&jsonl, &outdir, Some(identity), options)?;
+    // The hook does not hear the status `finish_with` got; a finish while a panic unwinds
+    // (the tracker dropped by a failing program) is a failed run.
+    let status = if std::thread::panicking() {
+        "failed"
+    } else {
+        "finished"
+    };
+    let files = build_from(&jsonl, &outdir, Some(identity), options, Some(status))?;
     let table = history_table(&jsonl, &files.history, options.max_table_rows)?;
     tracker.log_table("training_history", table.columns, table.rows);
     tracker.log_artifacts([
         ("report", files.report.clone()),
+        ("report_html", files.html),
         ("plots", files.plots_dir),
         ("run_info", files.run_info),
     ]);
