@@ -30,9 +30,10 @@ fn child_process() {
         .config(serde_json::json!({"lr": lr, "model": {"depth": 2}}))
         .build()
         .unwrap();
+    // Tagged: the test harness prints `test child_process ... ` on the same line.
     let say = |s: &str| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{s}");
+        let _ = writeln!(out, "@@{s}");
         let _ = out.flush();
     };
     say("ready");
@@ -100,7 +101,7 @@ impl Trainer {
         t
     }
 
-    /// Reads the child's stdout up to a line `want` (the test harness prints its own).
+    /// Reads the child's stdout up to its answer `want` (the test harness prints its own).
     fn wait_for(&mut self, want: &str) {
         let mut line = String::new();
         loop {
@@ -109,7 +110,7 @@ impl Trainer {
                 self.stdout.read_line(&mut line).unwrap() > 0,
                 "the child ended before `{want}`"
             );
-            if line.trim() == want {
+            if line.trim_end().ends_with(&format!("@@{want}")) {
                 return;
             }
         }
@@ -225,6 +226,7 @@ fn ls_show_tail_and_compare_on_finished_failed_killed_and_live_runs() {
     // c is live: listed as running, and `tail` follows it until it is killed.
     let st = statuses(&root);
     assert!(st.contains(&("c".into(), "running".into())), "{st:?}");
+    // `tail` starts with the last two rows; the run goes on only once they are shown.
     let (mut tail, mut tail_out) = spawn_tail(&run("c"), "2");
     let first = read_until(&mut tail_out, "step=4");
     assert_eq!(first.len(), 2, "the last two rows first: {first:?}");
@@ -239,11 +241,13 @@ fn ls_show_tail_and_compare_on_finished_failed_killed_and_live_runs() {
     let mut d = Trainer::start(&run("d"), 0.2);
     d.cmd("log 0 3");
     d.cmd("flush");
-    let (mut tail, mut tail_out) = spawn_tail(&run("d"), "0");
+    let (mut tail, mut tail_out) = spawn_tail(&run("d"), "1");
+    // The last row first: then tail follows, and new rows come as they are written.
+    assert_eq!(read_until(&mut tail_out, "step=2").len(), 1);
     d.cmd("log 3 6");
     d.cmd("flush");
     let rows = read_until(&mut tail_out, "step=5");
-    assert_eq!(rows.len(), 3, "only new rows with -n 0: {rows:?}");
+    assert_eq!(rows.len(), 3, "each new row once: {rows:?}");
     d.finish();
     assert_eq!(tail.wait().unwrap().code(), Some(0), "tail: finished run");
 

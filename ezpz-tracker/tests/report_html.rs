@@ -35,7 +35,7 @@ fn browser(bin: &Path, profile: &Path, args: &[&str], page: &Path) -> std::proce
             "--disable-dev-shm-usage",
             "--hide-scrollbars",
             "--no-first-run",
-            "--window-size=1280,2400",
+            "--window-size=1280,5000",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
