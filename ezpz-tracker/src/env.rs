@@ -98,7 +98,6 @@ pub const WORLD_SIZE_VARS: &[&str] = &[
     "WORLD_SIZE",
     "PMI_SIZE",
     "OMPI_COMM_WORLD_SIZE",
-    "PMIX_SIZE",
     "MV2_COMM_WORLD_SIZE",
     "SLURM_NTASKS",
 ];
