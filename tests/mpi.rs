@@ -303,6 +303,43 @@ fn mpi_uneven_row_counts_finish_and_warn_np3() {
 }
 
 /// `KEY rank=<r> hash=<h>` lines as rank → hash.
+/// A rank whose training thread hangs: the others finish within their deadline (3 s), rank 0
+/// with every row it had, and warn which rank was missing; the hung rank finishes later.
+#[test]
+fn mpi_a_hung_rank_does_not_hold_the_others_np3() {
+    let Some(probe) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun(3, probe, &["hang", out.to_str().unwrap()]);
+    let position = |needle: &str| {
+        run.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in\n{}", run.stdout))
+    };
+    let wakes = position("WAKES rank=1");
+    for r in [0, 2] {
+        assert!(
+            position(&format!("DONE rank={r}\n")) < wakes,
+            "rank {r} waited for the hung rank:\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stderr
+            .contains("rank(s) 1 had not finished by the finish deadline"),
+        "{}",
+        run.stderr
+    );
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 5, "rank 0 wrote every row it had");
+    for (step, row) in rows.iter().enumerate() {
+        assert_eq!(num(row, "x"), step as f64);
+        assert!(row.contains_key("x/mean"), "{row:?}");
+    }
+}
+
 fn hashes(stdout: &str, key: &str) -> Vec<String> {
     let mut out: Vec<(usize, String)> = stdout
         .lines()

@@ -4,13 +4,33 @@
 //! `RESULT log_10_scalars_median_ns <v>` (target ≤ 1000 on a 2-core machine), with the cost of
 //! building the same 10 pairs alone as the anchor, and `RESULT log_100_scalars_csv_median_ns`:
 //! one call with 100 `(&str, f64)` pairs, CSV only (the MLflow workload's width; target
-//! ≤ 1000 there).
+//! ≤ 1000 there). Then the latency of each call with a backend that is stuck forever
+//! attached beside CSV, and without it: `RESULT log_latency_{csv,csv_stuck}_{p50,p99,max}_ns`
+//! (the promise: no call waits for a stuck backend; the bound is 10 ms).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use ezpz_tracker::{IntoMetrics, MemoryBackend, Tracker, TrackerBuilder};
+
+#[path = "../tests/support/stuck.rs"]
+mod stuck;
+use stuck::Stuck;
+
+/// p50, p99 and max of each call's own time over `calls` calls of 10 scalars.
+fn latencies(tracker: &Tracker, calls: u64) -> (f64, f64, f64) {
+    let mut ns: Vec<f64> = (0..calls)
+        .map(|i| {
+            let t = Instant::now();
+            tracker.log(black_box(row(i)));
+            t.elapsed().as_nanos() as f64
+        })
+        .collect();
+    ns.sort_by(f64::total_cmp);
+    let at = |q: f64| ns[((ns.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99), ns[ns.len() - 1])
+}
 
 const KEYS: [&str; 10] = [
     "train/loss",
@@ -108,6 +128,23 @@ fn main() {
         1000,
     );
     t.finish().expect("finish");
+    // Every call timed, with and without a stuck backend beside CSV.
+    for (label, stuck) in [("csv", false), ("csv_stuck", true)] {
+        let mut builder = TrackerBuilder::new()
+            .backends("csv")
+            .outdir(dir.path().join(label))
+            .report(false)
+            .finish_timeout(Duration::from_secs(2));
+        if stuck {
+            builder = builder.add_backend(Stuck::default());
+        }
+        let t = builder.build().expect("tracker");
+        let (p50, p99, max) = latencies(&t, 200_000);
+        let _ = t.finish(); // the stuck one cannot finish
+        println!("RESULT log_latency_{label}_p50_ns {p50:.0}");
+        println!("RESULT log_latency_{label}_p99_ns {p99:.0}");
+        println!("RESULT log_latency_{label}_max_ns {max:.0}");
+    }
     println!("RESULT log_10_scalars_median_ns {log_ns:.1}");
     println!("RESULT log_100_scalars_csv_median_ns {log100_ns:.1}");
     println!("RESULT build_10_pairs_median_ns {build_ns:.1}");

@@ -29,6 +29,10 @@ impl Record {
     }
 }
 
+/// Builds a backend for a run. Runs on the thread that builds the tracker, on rank 0 only;
+/// it should be quick (no network: connect lazily, on the worker).
+pub type Constructor = Arc<dyn Fn(&BackendContext) -> Result<Box<dyn Backend>> + Send + Sync>;
+
 /// A table: column names and rows of values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
@@ -231,6 +235,13 @@ pub struct BackendContext {
     /// The tracker's cap on `flush` and `finish` (`EZPZ_FINISH_TIMEOUT`): a backend that
     /// waits on a network gives up a little before it, so the tracker hears why.
     pub finish_timeout: std::time::Duration,
+    /// Whether this run continues the one already in `outdir`
+    /// ([`TrackerBuilder::resume`](crate::TrackerBuilder::resume)): a backend that writes files
+    /// appends to them instead of starting new ones.
+    pub resume: bool,
+    /// When resuming, the last step the earlier run wrote (the largest among the last rows
+    /// of its `metrics.jsonl`, else `metrics.csv`), if any.
+    pub last_step: Option<u64>,
 }
 
 /// A destination for tracked data.

@@ -4,13 +4,19 @@
 //! [`TrackerBuilder`](crate::TrackerBuilder) wins over the variable.
 
 use std::path::Path;
+use std::time::Duration;
 
 /// Comma-separated backend names (`csv,jsonl,tensorboard,mlflow,wandb`, or `none`).
 pub const EZPZ_TRACKER_BACKENDS: &str = "EZPZ_TRACKER_BACKENDS";
 /// Shorthand for [`EZPZ_TRACKER_BACKENDS`], read when that one is unset.
 pub const EZPZ_TRACKERS: &str = "EZPZ_TRACKERS";
-/// Seconds `finish` waits for each backend (default 30).
+/// Seconds `flush` and `finish` may take (default 30). A value above [`MAX_WAIT`] (`1e20`,
+/// `inf`) counts as [`MAX_WAIT`]; a negative, NaN or unparsable one is ignored with one
+/// warning (see [`var_seconds`]).
 pub const EZPZ_FINISH_TIMEOUT: &str = "EZPZ_FINISH_TIMEOUT";
+/// `1`/`true`/`yes`: append to the run already in the output directory instead of refusing it
+/// (what [`TrackerBuilder::resume`](crate::TrackerBuilder::resume) sets from code).
+pub const EZPZ_RESUME: &str = "EZPZ_RESUME";
 /// Scheduler override (`PBS`, `SLURM`, …).
 pub const EZPZ_SCHEDULER: &str = "EZPZ_SCHEDULER";
 /// Project name, first choice after the code's.
@@ -118,6 +124,44 @@ pub fn var(name: &str) -> Option<String> {
         .ok()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// Whether the variable holds a yes (`1`, `true`, `yes`, `on`; any case).
+pub fn var_flag(name: &str) -> bool {
+    var(name).is_some_and(|v| matches!(v.to_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// The longest wait any duration option or variable stands for (24 h). Larger values,
+/// `inf` and [`Duration::MAX`] mean this: a deadline computed from it never overflows.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `secs` seconds as a [`Duration`], saturating at [`MAX_WAIT`] (`1e20` and `inf` give
+/// [`MAX_WAIT`]); `None` for a negative value or NaN, which mean nothing as a wait.
+pub fn seconds(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    if secs >= MAX_WAIT.as_secs_f64() {
+        return Some(MAX_WAIT);
+    }
+    // `-0.0` passes the checks above; it is zero.
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO))
+}
+
+/// A duration given in code, capped at [`MAX_WAIT`].
+pub fn clamp_wait(wait: Duration) -> Duration {
+    wait.min(MAX_WAIT)
+}
+
+/// A number of seconds read from the variable `name` (see [`seconds`]): `None` when it is
+/// unset, and when it is negative, NaN or not a number, with one warning naming it.
+pub fn var_seconds(name: &str) -> Option<Duration> {
+    let raw = var(name)?;
+    let parsed = raw.parse::<f64>().ok().and_then(seconds);
+    if parsed.is_none() {
+        crate::warn!("ezpz: ignoring `{name}={raw}`: not a number of seconds ≥ 0");
+    }
+    parsed
 }
 
 fn first_usize(names: &[&str]) -> Option<usize> {
@@ -364,6 +408,20 @@ mod tests {
         assert_eq!(machine("x3005-sirius"), "Sirius");
         assert_eq!(machine("nid001234"), "Perlmutter");
         assert_eq!(machine("laptop"), "laptop");
+    }
+
+    #[test]
+    fn seconds_saturate_instead_of_panicking() {
+        assert_eq!(seconds(1e20), Some(MAX_WAIT));
+        assert_eq!(seconds(f64::INFINITY), Some(MAX_WAIT));
+        assert_eq!(seconds(f64::MAX), Some(MAX_WAIT));
+        assert_eq!(seconds(-1.0), None);
+        assert_eq!(seconds(f64::NAN), None);
+        assert_eq!(seconds(f64::NEG_INFINITY), None);
+        assert_eq!(seconds(-0.0), Some(Duration::ZERO));
+        assert_eq!(seconds(2.5), Some(Duration::from_millis(2500)));
+        assert_eq!(clamp_wait(Duration::MAX), MAX_WAIT);
+        assert_eq!(clamp_wait(Duration::from_secs(3)), Duration::from_secs(3));
     }
 
     #[test]

@@ -56,6 +56,28 @@ pub enum Error {
         /// The cap that expired.
         seconds: f64,
     },
+    /// The output directory already holds a run, and appending to it was not asked for.
+    #[error(
+        "`{path}` already holds a run (it has `{found}`): to append to that run, call \
+         `TrackerBuilder::resume(true)` or set EZPZ_RESUME=1; otherwise choose another outdir \
+         (or none, for a fresh one under `outputs/`)"
+    )]
+    RunExists {
+        /// The output directory.
+        path: PathBuf,
+        /// The file that shows the run (`metrics.csv`, `config.json`, …).
+        found: String,
+    },
+    /// [`Tracker::finish`](crate::Tracker::finish) ended, but not everything did: the run's
+    /// summary, and what went wrong (the message is the inner error's).
+    #[error("{error}")]
+    Finish {
+        /// What the run did, as [`Tracker::finish`](crate::Tracker::finish) returns it on
+        /// success.
+        summary: Box<crate::Summary>,
+        /// What did not complete.
+        error: Box<Error>,
+    },
     /// Several backends failed; each error is listed.
     #[error("{} backend(s) failed: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Multiple(Vec<Error>),
@@ -79,12 +101,67 @@ impl Error {
         }
     }
 
+    /// The run's summary, when this error comes from a finish that did not fully complete.
+    pub fn summary(&self) -> Option<&crate::Summary> {
+        match self {
+            Error::Finish { summary, .. } => Some(summary),
+            _ => None,
+        }
+    }
+
     /// Combines errors: none → `Ok`, one → itself, several → [`Error::Multiple`].
     pub fn collect(mut errors: Vec<Error>) -> Result<()> {
         match errors.len() {
             0 => Ok(()),
             1 => Err(errors.remove(0)),
             _ => Err(Error::Multiple(errors)),
+        }
+    }
+}
+
+/// A copy: an I/O error keeps its kind and message (`std::io::Error` is not `Clone`).
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        match self {
+            Error::Io {
+                action,
+                path,
+                source,
+            } => Error::Io {
+                action,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::UnknownBackend { name, registered } => Error::UnknownBackend {
+                name: name.clone(),
+                registered: registered.clone(),
+            },
+            Error::Invalid { what, message } => Error::Invalid {
+                what,
+                message: message.clone(),
+            },
+            Error::Backend { backend, message } => Error::Backend {
+                backend: backend.clone(),
+                message: message.clone(),
+            },
+            Error::RunExists { path, found } => Error::RunExists {
+                path: path.clone(),
+                found: found.clone(),
+            },
+            Error::Timeout {
+                backend,
+                operation,
+                seconds,
+            } => Error::Timeout {
+                backend: backend.clone(),
+                operation,
+                seconds: *seconds,
+            },
+            Error::Finish { summary, error } => Error::Finish {
+                summary: summary.clone(),
+                error: error.clone(),
+            },
+            Error::Multiple(errors) => Error::Multiple(errors.clone()),
         }
     }
 }

@@ -41,9 +41,10 @@
 //!
 //! Default backends (nothing named anywhere): `csv`, `jsonl`, `tensorboard` where compiled
 //! in, plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when the user is logged
-//! in (`WANDB_API_KEY`, or the `~/.netrc` entry `wandb login` writes) or `WANDB_MODE=offline`. A custom backend implements [`Backend`] (three required
-//! methods) and is attached with [`TrackerBuilder::add_backend`] or registered by name with
-//! [`register_backend`].
+//! in (`WANDB_API_KEY`, or the `~/.netrc` entry `wandb login` writes) or
+//! `WANDB_MODE=offline`. A custom backend implements [`Backend`] (four required methods:
+//! `name`, `log`, `log_config`, `finish`) and is attached with
+//! [`TrackerBuilder::add_backend`] or registered by name with [`register_backend`].
 //!
 //! ### MLflow
 //!
@@ -80,6 +81,23 @@
 //! });
 //! assert_eq!(line, "iter=180   loss=0.078000(±0.026) lr=0.000059");
 //! ```
+//!
+//! ## Output directory
+//!
+//! Files go directly into one directory per run: [`TrackerBuilder::outdir`], else a fresh
+//! `outputs/<project>/<UTC time to the millisecond>` (`2026-12-02-044356.123`), created with
+//! `create_dir` so that processes started together (an array job, a sweep; on one host or
+//! many sharing a file system) never share one: the later ones get `…-2`, `…-3`. A directory
+//! that already holds a run (rows in `metrics.csv`/`metrics.jsonl`, a `config.json`,
+//! `report.md` or `run_info.json`) is never truncated: with [`TrackerBuilder::resume`]`(true)`
+//! or `EZPZ_RESUME=1` the run continues in it (CSV, JSONL and TensorBoard append; the CSV
+//! header is kept, and widened for new keys); otherwise [`TrackerBuilder::build`] refuses it
+//! with [`Error::RunExists`], and [`setup_tracker`] (which never fails) writes to a fresh
+//! sibling `<outdir>-2` with a warning. Names of tables, images, histograms and artifacts
+//! become one plain file name each (`/`, `..`, NUL and the like cannot leave the directory)
+//! and never take the tracker's own files: `log_table("metrics", …)` writes `_metrics.csv`.
+//! `log_artifacts` copies a folder with its symbolic links as links, and without the run
+//! directory when the folder holds it.
 //!
 //! ## Distributed (MPI)
 //!
@@ -126,11 +144,25 @@
 //! each backend's worker thread (`ezpz-<name>`). A row goes over at once when logging is
 //! occasional; a tight loop's rows travel in batches (at most 64 rows or 1 ms apart, the rest
 //! handed over by the `ezpz-handoff` thread within 20 ms), and the workers hand written rows
-//! back to the logging thread, which frees or reuses them. A slow backend applies
-//! backpressure with a bounded wait (then drops, counting and warning once); a failing one
-//! warns once per cause and never stops the others. Workers flush at least once a second.
-//! [`Tracker::flush`] and [`Tracker::finish`] are the only fallible calls, both idempotent and
-//! capped by `EZPZ_FINISH_TIMEOUT`; dropping the last clone of a tracker finishes it.
+//! back to the logging thread, which frees or reuses them. No logging call waits for a
+//! backend more than [`MAX_CALLER_WAIT`] (10 ms), and never while a lock is held: a backend
+//! over its queue capacity that is still writing slows the caller by at most that; one that
+//! wrote nothing for 100 ms (stuck) loses what it cannot take — counted per backend, warned
+//! once, in the [`Summary`] — and the other backends get every row
+//! ([`TrackerBuilder::queue_capacity`], [`TrackerBuilder::enqueue_timeout`]). A failing
+//! backend warns once per cause and never stops the others; a panicking one is caught,
+//! counted and disabled. Workers flush at least once a second.
+//!
+//! [`Tracker::flush`] and [`Tracker::finish`] are the only fallible calls. Both return within
+//! one deadline, `EZPZ_FINISH_TIMEOUT` (default 30 s), whatever a backend, the report or
+//! another rank does: `finish` gives at most a third of it to the other ranks (then rank 0
+//! writes what it has and warns which ranks were missing), half of the rest to the finish
+//! hooks (the report), and the rest to the backends. A failed `finish` still returns the
+//! run's [`Summary`] inside its error ([`Error::summary`]), and a second call returns the
+//! same result. Dropping the last clone of a tracker finishes it.
+//!
+//! Warnings go through `tracing` when the application installed a subscriber; without one,
+//! each is printed once on stderr as `ezpz: …` ([`warning`]).
 //!
 //! ## Cargo features
 //!
@@ -146,7 +178,8 @@
 //! ## Environment variables
 //!
 //! Every variable is a documented constant in [`env`](mod@env): `EZPZ_TRACKER_BACKENDS`,
-//! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
+//! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT` (seconds; capped at 24 h, a negative or unparsable
+//! value is ignored with a warning), `EZPZ_RESUME`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
 //! the rank variables of MPI launchers and schedulers, and each backend's own (W&B:
 //! `WANDB_MODE`, `WANDB_DISABLED`, `WANDB_API_KEY`, `WANDB_BASE_URL`, `WANDB_ENTITY`,
 //! `WANDB_RUN_ID`, `WANDB_NAME`, `WANDB_TAGS`, `WANDB_NOTES`, `WANDB_RUN_GROUP`,
@@ -160,10 +193,12 @@ mod aggregate;
 mod backend;
 pub mod backends;
 pub mod config;
+mod dispatch;
 pub mod env;
 mod error;
 #[cfg(any(feature = "mpi", test))]
 pub mod mpi;
+mod outdir;
 mod pending;
 mod registry;
 pub mod report;
@@ -171,18 +206,18 @@ pub mod report;
 mod retry;
 mod setup;
 pub mod spool;
-mod staging;
 mod summary;
 pub mod sync;
 mod tracker;
+mod user_paths;
 mod value;
-mod warn;
-mod worker;
+#[doc(hidden)]
+pub mod warn;
 
 pub use aggregate::{is_aggregate_key, Aggregator, Exchange, LocalAggregator, LocalGroup, Stats};
 pub use backend::{
-    Artifacts, Backend, BackendContext, EncodedImage, HistogramRecord, ImageRecord, ImageSource,
-    Record, RunInfo, RunStatus, Table,
+    Artifacts, Backend, BackendContext, Constructor, EncodedImage, HistogramRecord, ImageRecord,
+    ImageSource, Record, RunInfo, RunStatus, Table,
 };
 pub use backends::csv::CsvBackend;
 pub use backends::jsonl::JsonlBackend;
@@ -193,13 +228,14 @@ pub use backends::mlflow::{MlflowBackend, MlflowOptions};
 pub use backends::tensorboard::TensorBoardBackend;
 #[cfg(feature = "wandb")]
 pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
+pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
-pub use registry::{register_backend, registered_backends, unregister_backend, Constructor};
+pub use registry::{register_backend, registered_backends, unregister_backend};
 pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
     DEFAULT_ENQUEUE_TIMEOUT, DEFAULT_FINISH_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
 };
-pub use tracker::{BackendInfo, BackendSummary, FinishHook, Summary, Tracker};
+pub use tracker::{BackendInfo, BackendSummary, FinishHook, Summary, Tracker, MAX_STEP};
 pub use value::{IntoMetrics, Metric, Value};
 pub use warn::warning;

@@ -3,13 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use crate::backend::{Backend, BackendContext};
+use crate::backend::{Backend, BackendContext, Constructor};
 use crate::backends;
 use crate::Result;
-
-/// Builds a backend for a run. Runs on the thread that builds the tracker, on rank 0 only;
-/// it should be quick (no network: connect lazily, on the worker).
-pub type Constructor = Arc<dyn Fn(&BackendContext) -> Result<Box<dyn Backend>> + Send + Sync>;
 
 fn registry() -> &'static RwLock<BTreeMap<String, Constructor>> {
     static REGISTRY: OnceLock<RwLock<BTreeMap<String, Constructor>>> = OnceLock::new();

@@ -1,7 +1,6 @@
 //! `TrackerBuilder` and the original's `setup_tracker` convenience.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -9,18 +8,27 @@ use serde::Serialize;
 use crate::aggregate::Aggregator;
 use crate::backend::{Backend, BackendContext};
 use crate::env::{self, var};
+use crate::outdir::{self, WhenTaken};
 use crate::registry::{constructor, registered_backends};
 use crate::report::{self, ReportOptions};
 use crate::tracker::{FinishHook, Tracker, TrackerParts};
-use crate::worker::WorkerHandle;
 use crate::{Error, RankInfo, Result};
 
-/// Default messages per backend queue.
+/// Default rows per backend queue before the backend counts as behind.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
-/// Default wait on a full queue before a message is dropped.
-pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default (and largest) time a logging call waits for a backend that is behind but still
+/// writing (see [`TrackerBuilder::enqueue_timeout`]).
+pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = crate::dispatch::MAX_CALLER_WAIT;
 /// Default cap on `flush`/`finish` (override with `EZPZ_FINISH_TIMEOUT`).
 pub const DEFAULT_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The finish timeout: `explicit` → `EZPZ_FINISH_TIMEOUT` → [`DEFAULT_FINISH_TIMEOUT`], at
+/// most [`env::MAX_WAIT`].
+fn finish_timeout(explicit: Option<Duration>) -> Duration {
+    explicit
+        .or_else(|| env::var_seconds(env::EZPZ_FINISH_TIMEOUT))
+        .map_or(DEFAULT_FINISH_TIMEOUT, env::clamp_wait)
+}
 
 /// How errors at build time are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +61,7 @@ pub struct TrackerBuilder {
     backends: Option<String>,
     config: Option<serde_json::Value>,
     outdir: Option<PathBuf>,
+    resume: Option<bool>,
     rank: Option<RankInfo>,
     run_name: Option<String>,
     extra: Vec<Box<dyn Backend>>,
@@ -71,6 +80,7 @@ impl Default for TrackerBuilder {
             backends: None,
             config: None,
             outdir: None,
+            resume: None,
             rank: None,
             run_name: None,
             extra: Vec::new(),
@@ -113,9 +123,25 @@ impl TrackerBuilder {
         self
     }
 
-    /// Where local files go, directly (default `outputs/<project>/<UTC timestamp>`).
+    /// Where local files go, directly. The default is a fresh directory per run,
+    /// `outputs/<project>/<UTC time to the millisecond>` (`…-2`, `…-3` for runs started in the
+    /// same millisecond). A directory that already holds a run is appended to only with
+    /// [`resume`](Self::resume); otherwise `build` refuses it and `build_lossy`/
+    /// [`setup_tracker`] write to a fresh sibling (`<dir>-2`) with a warning: no run
+    /// overwrites another.
     pub fn outdir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.outdir = Some(dir.into());
+        self
+    }
+
+    /// Whether to continue the run already in [`outdir`](Self::outdir) (else
+    /// `EZPZ_RESUME`, else no): CSV, JSONL and TensorBoard append to its files (the CSV
+    /// header is kept, and widened for new keys), and its configuration is merged into. For
+    /// a program restarted from a checkpoint. Automatic steps carry on after the last step the
+    /// run wrote (rank 0 reads it; with several ranks, log explicit steps). Without it, an
+    /// outdir holding a run is refused (see [`outdir`](Self::outdir)).
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = Some(resume);
         self
     }
 
@@ -157,22 +183,28 @@ impl TrackerBuilder {
         self
     }
 
-    /// Rows (and other items) each backend's queue holds before `log` waits (default
-    /// 16 384).
+    /// Rows (and other items) each backend's queue holds before the backend counts as
+    /// behind (default 16 384). A backend that is behind and still writing slows a logging
+    /// call by at most the [`enqueue_timeout`](Self::enqueue_timeout); one that is behind
+    /// and has written nothing for 100 ms (stuck, or far too slow), or that holds twice this
+    /// many, loses what it cannot take: counted per backend, warned once, in the
+    /// [`Summary`](crate::Summary). The other backends get every row.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
         self
     }
 
-    /// How long `log` waits on a full queue before dropping (default 5 s).
+    /// The longest one logging call waits for backends that are behind but still writing
+    /// (default and maximum 10 ms; zero never waits). The wait happens with no lock held.
     pub fn enqueue_timeout(mut self, timeout: Duration) -> Self {
         self.enqueue_timeout = timeout;
         self
     }
 
-    /// Cap on `flush` and `finish` (else `EZPZ_FINISH_TIMEOUT` seconds, else 30 s).
+    /// Cap on `flush` and `finish` (else `EZPZ_FINISH_TIMEOUT` seconds, else 30 s; at most
+    /// [`env::MAX_WAIT`], 24 h: `Duration::MAX` means 24 h).
     pub fn finish_timeout(mut self, timeout: Duration) -> Self {
-        self.finish_timeout = Some(timeout);
+        self.finish_timeout = Some(env::clamp_wait(timeout));
         self
     }
 
@@ -200,7 +232,8 @@ impl TrackerBuilder {
     /// ones) and skipped.
     ///
     /// # Errors
-    /// The output directory cannot be created, or a named backend fails to start.
+    /// The output directory cannot be created, holds a run and [`resume`](Self::resume) is
+    /// off ([`Error::RunExists`]), or a named backend fails to start.
     pub fn build(self) -> Result<Tracker> {
         self.build_with(Strictness::Normal)
     }
@@ -214,7 +247,8 @@ impl TrackerBuilder {
     }
 
     /// Like [`build`](Self::build), but nothing is an error: every problem is one warning and
-    /// whatever can start does (a tracker with no backends at worst).
+    /// whatever can start does (a tracker with no backends at worst). An outdir that holds a
+    /// run (without [`resume`](Self::resume)) is replaced by a fresh sibling, `<outdir>-2`.
     pub fn build_lossy(self) -> Tracker {
         match self.build_with(Strictness::Lossy) {
             Ok(t) => t,
@@ -237,80 +271,98 @@ impl TrackerBuilder {
             .run_name
             .clone()
             .unwrap_or_else(|| format!("{}-{}", project, stamp.format("%Y%m%d-%H%M%S")));
-        let outdir = self.outdir.clone().unwrap_or_else(|| {
-            Path::new("outputs")
-                .join(&project)
-                .join(stamp.format("%Y-%m-%d-%H%M%S").to_string())
-        });
         let start_time = stamp.timestamp_micros() as f64 / 1e6;
-        let finish_timeout = self.finish_timeout.unwrap_or_else(|| {
-            var(env::EZPZ_FINISH_TIMEOUT)
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64)
-                .unwrap_or(DEFAULT_FINISH_TIMEOUT)
-        });
+        let finish_timeout = finish_timeout(self.finish_timeout);
         let mut backends: Vec<Box<dyn Backend>> = Vec::new();
         let mut local_outdir = None;
+        // A resumed run's automatic steps carry on after the last one it wrote.
+        let mut first_step = 0;
         if rank.is_main() && !(names.is_empty() && self.extra.is_empty()) {
-            let ctx = BackendContext {
+            let mut ctx = BackendContext {
                 project: project.clone(),
-                outdir: outdir.clone(),
+                outdir: self
+                    .outdir
+                    .clone()
+                    .unwrap_or_else(|| outdir::default_dir(&project, stamp)),
                 rank: rank.clone(),
                 run_name: run_name.clone(),
                 start_time,
                 config: self.config.clone(),
                 finish_timeout,
+                resume: false,
+                last_step: None,
             };
+            if !names.is_empty() {
+                self.prepare_outdir(&mut ctx, stamp, strictness)?;
+            }
+            first_step = ctx.last_step.map_or(0, |s| s.saturating_add(1));
             backends = construct(&names, &ctx, strictness)?;
-            if !names.is_empty() && outdir.is_dir() {
-                local_outdir = Some(outdir);
+            if !names.is_empty() && ctx.outdir.is_dir() {
+                local_outdir = Some(ctx.outdir);
             }
         }
-        let mut workers = Vec::new();
         if rank.is_main() {
             backends.extend(self.extra);
-        }
-        let (recycle, recycled) = crossbeam_channel::unbounded();
-        for backend in backends {
-            let spawned = WorkerHandle::spawn(
-                backend,
-                self.queue_capacity,
-                self.enqueue_timeout,
-                recycle.clone(),
-            );
-            match spawned {
-                Ok(w) => workers.push(w),
-                Err(e) if strictness == Strictness::Lossy => crate::warn!("ezpz: {e}"),
-                Err(e) => return Err(e),
-            }
         }
         let mut finish_hooks = self.finish_hooks;
         // Last, so it sees what the user's own hooks log.
         if let Some(options) = self
             .report
-            .filter(|_| rank.is_main() && !workers.is_empty())
+            .filter(|_| rank.is_main() && !backends.is_empty())
         {
             finish_hooks.push(report::finish_hook(options));
         }
-        let tracker = Tracker::from_parts(TrackerParts {
-            workers: Arc::new(workers),
+        let tracker = Tracker::start(TrackerParts {
+            backends,
+            queue_capacity: self.queue_capacity,
+            max_wait: self.enqueue_timeout,
+            lossy: strictness == Strictness::Lossy,
             rank,
             project,
             run_name,
             outdir: local_outdir,
             aggregator: self.aggregator,
-            rounds: None,
-            recycled,
-            nudger: None,
             finish_timeout,
             finish_hooks,
             start_time,
-        });
+            first_step,
+        })?;
         if let Some(config) = self.config {
             tracker.log_config(config);
         }
         Ok(tracker)
+    }
+}
+
+impl TrackerBuilder {
+    /// Settles the outdir the named backends write to (see [`outdir`](crate::outdir)):
+    /// claims a fresh one, or resumes, refuses or sidesteps one that holds a run.
+    fn prepare_outdir(
+        &self,
+        ctx: &mut BackendContext,
+        stamp: chrono::DateTime<chrono::Utc>,
+        strictness: Strictness,
+    ) -> Result<()> {
+        let resume = self
+            .resume
+            .unwrap_or_else(|| env::var_flag(env::EZPZ_RESUME));
+        let taken = match strictness {
+            Strictness::Lossy => WhenTaken::UseSibling,
+            Strictness::Normal | Strictness::Strict => WhenTaken::Refuse,
+        };
+        match outdir::prepare(self.outdir.as_deref(), &ctx.project, stamp, resume, taken) {
+            Ok(dir) => {
+                ctx.outdir = dir.path;
+                ctx.resume = dir.resume;
+                ctx.last_step = dir.last_step;
+                Ok(())
+            }
+            Err(err) if strictness == Strictness::Lossy => {
+                crate::warn!("ezpz: {err}; backends that write files are skipped");
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 
@@ -320,16 +372,6 @@ fn construct(
     strictness: Strictness,
 ) -> Result<Vec<Box<dyn Backend>>> {
     let mut out = Vec::new();
-    if !names.is_empty() {
-        if let Err(e) = std::fs::create_dir_all(&ctx.outdir) {
-            let err = Error::io("cannot create output directory", &ctx.outdir, e);
-            if strictness == Strictness::Lossy {
-                crate::warn!("ezpz: {err}; backends that write files are skipped");
-            } else {
-                return Err(err);
-            }
-        }
-    }
     for name in names {
         let Some(ctor) = constructor(name) else {
             let err = Error::UnknownBackend {
@@ -412,7 +454,9 @@ pub fn default_backend_names() -> Vec<String> {
 }
 
 /// The original's one-call setup: never fails, every problem is one warning, and a tracker
-/// with whatever could start is returned (a disabled one at worst).
+/// with whatever could start is returned (a disabled one at worst). An `outdir` that already
+/// holds a run is not touched: the run writes to a fresh sibling (`<outdir>-2`), with a
+/// warning, unless `EZPZ_RESUME=1` asks to append to it.
 ///
 /// `backends`: comma-separated names or `None` for the environment/defaults; `rank`: `None`
 /// detects it from the launcher's environment.

@@ -35,9 +35,11 @@ pub struct BackendSummary {
     pub records: u64,
     /// Calls that failed.
     pub errors: u64,
-    /// Items (rows, tables, images, …) dropped because its queue stayed full or its worker
-    /// stopped.
+    /// Items (rows, tables, images, …) dropped because it could not keep up (its queue was
+    /// full and it had stopped writing) or its worker stopped.
     pub dropped: u64,
+    /// Panics caught in the backend (after the first it is no longer called).
+    pub panics: u64,
     /// Its run identity.
     pub run_info: Option<RunInfo>,
 }
@@ -92,6 +94,7 @@ mod tests {
                 records: 1,
                 errors: 0,
                 dropped: 0,
+                panics: 0,
                 run_info: Some(info.clone()),
             }],
             ..Summary::default()

@@ -2,61 +2,76 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::aggregate::rounds::Rounds;
-use crate::aggregate::wire::aggregatable;
 use crate::aggregate::Aggregator;
 use crate::backend::{
-    Artifacts, HistogramRecord, ImageRecord, ImageSource, Record, RunStatus, Table,
+    Artifacts, Backend, HistogramRecord, ImageRecord, ImageSource, Record, RunStatus, Table,
 };
+use crate::dispatch::{deadline_after, now, Dispatch, Msg, OnRelease};
 use crate::pending::PendingRow;
-use crate::staging::{Nudger, Returned, Staging};
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
 use crate::value::{IntoMetrics, Metric, Value};
-use crate::worker::{Msg, WorkerHandle};
 use crate::{Error, RankInfo, Result};
-use crossbeam_channel::Receiver;
 
 /// Runs at finish on rank 0, before the backends end, with the tracker still open (it may log
 /// tables and artifacts). The end-of-run report is one.
 pub type FinishHook = Box<dyn Fn(&Tracker) + Send + Sync>;
 
+/// The largest step any backend can store (MLflow, TensorBoard and W&B keep signed 64-bit
+/// steps); a larger one is clamped to it, with one warning.
+pub const MAX_STEP: u64 = i64::MAX as u64;
+
+/// What `setup` hands the tracker.
 pub(crate) struct TrackerParts {
-    pub workers: Arc<Vec<WorkerHandle>>,
+    pub backends: Vec<Box<dyn Backend>>,
+    /// Rows each backend's queue holds before it counts as behind.
+    pub queue_capacity: usize,
+    /// The longest a logging call waits for a backend that is behind (≤ 10 ms).
+    pub max_wait: Duration,
+    /// With lossy building, a worker that cannot start is a warning, not an error.
+    pub lossy: bool,
     pub rank: RankInfo,
     pub project: String,
     pub run_name: String,
     pub outdir: Option<PathBuf>,
     pub aggregator: Option<Box<dyn Aggregator>>,
-    /// The aggregation thread, started from `aggregator` (more than one rank).
-    pub rounds: Option<Rounds>,
-    /// Rows the workers have written, to be freed on the logging thread (`staging`).
-    pub recycled: Receiver<Returned>,
-    /// Hands over rows a logging loop left waiting (started with the tracker).
-    pub nudger: Option<Nudger>,
     pub finish_timeout: Duration,
     pub finish_hooks: Vec<FinishHook>,
     pub start_time: f64,
+    /// The first automatic step (after a resumed run's last one).
+    pub first_step: u64,
 }
 
 /// Fans tracked data out to backends.
 ///
 /// Cheap to clone (`Arc`), `Send + Sync`. Logging calls return `()`: they validate, convert
-/// and enqueue, and never block on I/O or panic. Only [`flush`](Tracker::flush) and
-/// [`finish`](Tracker::finish) can fail. Dropping the last clone finishes the run.
+/// and hand over, never panic, and never wait for a backend more than 10 ms (nor while any
+/// lock is held). Only [`flush`](Tracker::flush) and [`finish`](Tracker::finish) can fail.
+/// Dropping the last clone finishes the run.
 #[derive(Clone)]
 pub struct Tracker {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    parts: TrackerParts,
+    dispatch: Dispatch,
+    rank: RankInfo,
+    project: String,
+    run_name: String,
+    outdir: Option<PathBuf>,
+    finish_timeout: Duration,
+    start_time: f64,
+    /// Taken by the first finish.
+    hooks: Mutex<Vec<FinishHook>>,
     state: Arc<Mutex<State>>,
+    /// Held for the whole of a finish (a concurrent one waits), then the outcome.
+    outcome: Mutex<Option<Result<Summary>>>,
+    /// While finishing: the one deadline that flushes (from the report) respect too.
+    finish_deadline: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -68,149 +83,131 @@ struct State {
     /// The previous committed row (its keys are reused by the next one).
     last: Option<Arc<Record>>,
     warned: HashSet<&'static str>,
-    finished: Option<Summary>,
-    /// Committed rows on their way to the workers.
-    staging: Staging,
+    finished: bool,
     /// Metrics were staged while nothing is delivered (the next commit counts a step).
     staged_undelivered: bool,
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl std::fmt::Debug for Tracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracker")
-            .field("project", &self.inner.parts.project)
+            .field("project", &self.inner.project)
             .field("backends", &self.backend_names())
-            .field("rank", &self.inner.parts.rank.rank)
+            .field("rank", &self.inner.rank.rank)
             .finish()
     }
 }
 
 impl Tracker {
-    pub(crate) fn from_parts(mut parts: TrackerParts) -> Tracker {
+    /// Starts the dispatch (workers, hand-off or aggregation thread) for `parts`.
+    ///
+    /// # Errors
+    /// A worker thread could not start (not with `parts.lossy`).
+    pub(crate) fn start(parts: TrackerParts) -> Result<Tracker> {
         let state = Arc::new(Mutex::new(State {
-            staging: Staging::new(parts.recycled.clone()),
+            next_step: parts.first_step.min(MAX_STEP),
             ..State::default()
         }));
-        if let Some(aggregator) = parts.aggregator.take() {
-            if aggregator.world_size() > 1 && parts.rounds.is_none() {
-                let last = state.clone();
-                let on_release = Box::new(move |record: &Arc<Record>| {
-                    last.lock().unwrap_or_else(|e| e.into_inner()).last = Some(record.clone());
-                });
-                match Rounds::start(aggregator, parts.workers.clone(), on_release) {
-                    Ok(rounds) => parts.rounds = Some(rounds),
-                    Err(e) => crate::warn!(
-                        "ezpz: the aggregation thread could not start ({e}); no cross-rank \
-                         aggregates"
-                    ),
-                }
-            }
-        }
-        if parts.nudger.is_none() && parts.rounds.is_none() && !parts.workers.is_empty() {
-            let (state, workers) = (state.clone(), parts.workers.clone());
-            let tick = move || {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                if state.staging.is_stale(now()) {
-                    state.staging.hand_off(&workers);
-                }
-            };
-            match Nudger::start(tick) {
-                Ok(nudger) => parts.nudger = Some(nudger),
-                // Rows then reach the workers at the next log, flush or finish.
-                Err(e) => crate::warn!("ezpz: the hand-over thread could not start ({e})"),
-            }
-        }
-        Tracker {
-            inner: Arc::new(Inner { parts, state }),
-        }
-    }
-
-    /// The aggregation thread, while rows still go through it.
-    fn rounds(&self) -> Option<&Rounds> {
-        self.inner.parts.rounds.as_ref().filter(|r| r.is_open())
+        let last = state.clone();
+        let on_release: OnRelease = Box::new(move |record: &Arc<Record>| {
+            lock(&last).last = Some(record.clone());
+        });
+        let dispatch = Dispatch::start(
+            parts.backends,
+            parts.queue_capacity,
+            parts.max_wait,
+            parts.aggregator,
+            on_release,
+            parts.lossy,
+        )?;
+        Ok(Tracker {
+            inner: Arc::new(Inner {
+                dispatch,
+                rank: parts.rank,
+                project: parts.project,
+                run_name: parts.run_name,
+                outdir: parts.outdir,
+                finish_timeout: parts.finish_timeout,
+                start_time: parts.start_time,
+                hooks: Mutex::new(parts.finish_hooks),
+                state,
+                outcome: Mutex::new(None),
+                finish_deadline: Mutex::new(None),
+            }),
+        })
     }
 
     /// A tracker with no backends: every call is a no-op (the original's `NullTracker`).
     pub fn disabled() -> Tracker {
-        Tracker::from_parts(TrackerParts {
-            workers: Arc::default(),
-            rank: RankInfo::single(),
-            project: "ezpz".into(),
-            run_name: String::new(),
-            outdir: None,
-            aggregator: None,
-            rounds: None,
-            recycled: crossbeam_channel::never(),
-            nudger: None,
-            finish_timeout: Duration::from_secs(1),
-            finish_hooks: Vec::new(),
-            start_time: now(),
-        })
+        Tracker {
+            inner: Arc::new(Inner {
+                dispatch: Dispatch::disabled(),
+                rank: RankInfo::single(),
+                project: "ezpz".into(),
+                run_name: String::new(),
+                outdir: None,
+                finish_timeout: Duration::from_secs(1),
+                start_time: now(),
+                hooks: Mutex::default(),
+                state: Arc::default(),
+                outcome: Mutex::new(None),
+                finish_deadline: Mutex::new(None),
+            }),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.state)
     }
 
     /// Whether any backend is attached (false for a disabled tracker and on ranks ≠ 0).
     pub fn is_enabled(&self) -> bool {
-        !self.inner.parts.workers.is_empty()
+        self.inner.dispatch.has_backends()
     }
 
     /// Names of the attached backends, in order.
     pub fn backend_names(&self) -> Vec<String> {
-        self.inner
-            .parts
-            .workers
-            .iter()
-            .map(|w| w.name.clone())
-            .collect()
+        self.inner.dispatch.names().map(str::to_string).collect()
     }
 
     /// The attached backend called `name`, with its run identity (the last one attached wins).
     pub fn get_backend(&self, name: &str) -> Option<BackendInfo> {
         self.inner
-            .parts
-            .workers
-            .iter()
-            .rev()
-            .find(|w| w.name == name)
-            .map(|w| BackendInfo {
-                name: w.name.clone(),
-                run_info: w.run_info(),
+            .dispatch
+            .run_info(name)
+            .map(|run_info| BackendInfo {
+                name: name.to_string(),
+                run_info,
             })
     }
 
     /// This process's rank and topology.
     pub fn rank(&self) -> &RankInfo {
-        &self.inner.parts.rank
+        &self.inner.rank
     }
 
     /// The project name.
     pub fn project(&self) -> &str {
-        &self.inner.parts.project
+        &self.inner.project
     }
 
     /// The run name.
     pub fn run_name(&self) -> &str {
-        &self.inner.parts.run_name
+        &self.inner.run_name
     }
 
     /// The run's output directory on rank 0 (none on other ranks or for a disabled tracker).
     pub fn outdir(&self) -> Option<&Path> {
-        self.inner.parts.outdir.as_deref()
+        self.inner.outdir.as_deref()
     }
 
     /// When the tracker was built, in seconds since the Unix epoch.
     pub fn start_time(&self) -> f64 {
-        self.inner.parts.start_time
+        self.inner.start_time
     }
 
     /// The last committed row as the backends received it, aggregates included (rank 0),
@@ -264,17 +261,26 @@ impl Tracker {
     /// The general form: `step` (explicit wins over a `"step"` key and the counter) and
     /// `commit` (false stages the metrics into the current row).
     pub fn log_with(&self, metrics: impl IntoMetrics, step: Option<u64>, commit: bool) {
+        let pressed = self.log_locked(metrics, step, commit);
+        if pressed {
+            // A backend is behind but still writing: a short pause, with no lock held.
+            self.inner.dispatch.throttle();
+        }
+    }
+
+    /// [`log_with`](Self::log_with) under the tracker's lock; true when a backend is behind.
+    fn log_locked(&self, metrics: impl IntoMetrics, step: Option<u64>, commit: bool) -> bool {
         let mut guard = self.state();
         let state = &mut *guard;
-        if state.finished.is_some() {
+        if state.finished {
             Self::warn_once(state, "log-after-finish", || {
                 "log called after finish; ignored".into()
             });
-            return;
+            return false;
         }
         // Nothing is delivered anywhere (a disabled tracker, or a rank other than 0 without
         // cross-rank aggregation): only the step count is kept, nothing is allocated.
-        let deliver = !self.inner.parts.workers.is_empty() || self.rounds().is_some();
+        let deliver = self.inner.dispatch.delivers();
         let mut undelivered = false;
         // Fast path: the same keys as the previous row, in the same order, reuse its key
         // allocations and cannot contain duplicates (the previous row had none).
@@ -289,6 +295,7 @@ impl Tracker {
             }
             if key == "step" {
                 match value.as_f64() {
+                    // `as` saturates: 1e20 becomes u64::MAX, then clamped below.
                     Some(s) if s >= 0.0 && s.fract() == 0.0 && s.is_finite() => {
                         state.pending_step = Some(s as u64)
                     }
@@ -312,85 +319,62 @@ impl Tracker {
         if !deliver {
             state.staged_undelivered |= undelivered;
             if commit && std::mem::take(&mut state.staged_undelivered) {
-                let step = state.pending_step.take().unwrap_or(state.next_step);
-                state.next_step = step + 1;
+                let step = Self::take_step(state);
+                state.next_step = step.saturating_add(1).min(MAX_STEP);
                 state.steps += 1;
             }
-            return;
+            return false;
         }
         if !commit || state.pending.is_empty() {
-            return;
+            return false;
         }
-        let step = state.pending_step.take().unwrap_or(state.next_step);
-        state.next_step = step + 1;
+        let step = Self::take_step(state);
+        state.next_step = step.saturating_add(1).min(MAX_STEP);
         state.steps += 1;
-        if let Some(rounds) = self.rounds() {
-            // What the workers handed back (the aggregation thread hands rows over).
-            state.staging.take_back();
-            let metrics = state.pending.take();
-            let record = Record {
-                step,
-                timestamp: now(),
-                rank: self.inner.parts.rank.rank,
-                metrics,
-            };
-            // Aggregated across ranks on the aggregation thread, which hands the row to the
-            // backends (rank 0) in this order; sent under the lock like the rows below.
-            let numeric: Vec<(Arc<str>, f64)> = record
-                .metrics
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                .collect();
-            let pairs = aggregatable(numeric);
-            let record = (!self.inner.parts.workers.is_empty()).then_some(record);
-            if !pairs.is_empty() || record.is_some() {
-                rounds.row(step, pairs, record);
-            }
-            return;
+        // This thread's reference to the previous row goes first, so that it comes back
+        // unique to be reused.
+        state.last = None;
+        let committed = self
+            .inner
+            .dispatch
+            .commit(step, self.inner.rank.rank, &mut state.pending);
+        if committed.record.is_some() {
+            state.last = committed.record;
         }
-        let record = self.commit_row(state, step);
-        state.last = Some(record.clone());
-        // Handed over under the lock so every backend sees rows in the same order.
-        state.staging.push(record, &self.inner.parts.workers);
+        committed.pressed
     }
 
-    /// The pending row as a shared record, in a row the workers handed back when possible.
-    fn commit_row(&self, state: &mut State, step: u64) -> Arc<Record> {
-        // This thread's reference to the previous row goes first, so that it comes back unique.
-        state.last = None;
-        let mut record = state.staging.row();
-        let row = Arc::get_mut(&mut record).expect("staging hands out unique rows");
-        row.step = step;
-        row.timestamp = now();
-        row.rank = self.inner.parts.rank.rank;
-        // The recycled row's entries become the next row's (see `pending`).
-        state.pending.swap_into(&mut row.metrics);
-        record
+    /// The committed row's step: explicit, else the counter; clamped to [`MAX_STEP`].
+    fn take_step(state: &mut State) -> u64 {
+        let step = state.pending_step.take().unwrap_or(state.next_step);
+        if step > MAX_STEP {
+            Self::warn_once(state, "step-too-large", || {
+                format!(
+                    "step {step} is beyond what backends can store; clamped to {MAX_STEP} \
+                     (later steps too)"
+                )
+            });
+        }
+        step.min(MAX_STEP)
     }
 
     fn fan_out(&self, make: impl Fn() -> Msg + Send + 'static) {
-        if self.inner.parts.workers.is_empty() {
+        if !self.is_enabled() {
             return;
         }
-        let mut state = self.state();
-        if state.finished.is_some() {
-            Self::warn_once(&mut state, "call-after-finish", || {
-                "a logging call after finish was ignored".into()
-            });
-            return;
-        }
-        state.staging.hand_off(&self.inner.parts.workers);
-        if let Some(rounds) = self.rounds() {
-            // Behind the rows still waiting for other ranks.
-            rounds.forward(Box::new(move |workers| {
-                for w in workers {
-                    w.send(make());
-                }
-            }));
-            return;
-        }
-        for w in self.inner.parts.workers.iter() {
-            w.send(make());
+        let pressed = {
+            let mut state = self.state();
+            if state.finished {
+                Self::warn_once(&mut state, "call-after-finish", || {
+                    "a logging call after finish was ignored".into()
+                });
+                return;
+            }
+            // Under the lock, so that it stays behind the rows committed before it.
+            self.inner.dispatch.send(make)
+        };
+        if pressed {
+            self.inner.dispatch.throttle();
         }
     }
 
@@ -501,49 +485,21 @@ impl Tracker {
     }
 
     /// Makes everything logged so far durable in every backend, waiting at most the finish
-    /// timeout (`EZPZ_FINISH_TIMEOUT`). Idempotent; a staged row stays staged.
+    /// timeout (`EZPZ_FINISH_TIMEOUT`; during [`finish`](Tracker::finish), what is left of
+    /// its deadline). Idempotent; a staged row stays staged.
     ///
     /// # Errors
     /// Each backend that failed or did not answer in time.
     pub fn flush(&self) -> Result<()> {
-        {
-            let mut state = self.state();
-            if state.finished.is_some() {
-                return Ok(());
-            }
-            state.staging.hand_off(&self.inner.parts.workers);
+        if self.state().finished {
+            return Ok(());
         }
-        let deadline = Instant::now() + self.inner.parts.finish_timeout;
-        if let Some(rounds) = self.rounds() {
-            if !rounds.drain(deadline) {
-                Self::warn_once(&mut self.state(), "flush-waiting-ranks", || {
-                    "flush: some rows still wait for other ranks' rows to be aggregated; they \
-                     are written when those arrive"
-                        .into()
-                });
-            }
+        let cap = self.inner.finish_timeout;
+        let mut deadline = deadline_after(cap);
+        if let Some(finishing) = *lock(&self.inner.finish_deadline) {
+            deadline = deadline.min(finishing);
         }
-        self.control("flush", Msg::Flush)
-    }
-
-    fn control(
-        &self,
-        op: &'static str,
-        make: impl Fn(crossbeam_channel::Sender<Result<()>>) -> Msg,
-    ) -> Result<()> {
-        let cap = self.inner.parts.finish_timeout;
-        let deadline = Instant::now() + cap;
-        let workers = &self.inner.parts.workers;
-        let pending: Vec<_> = workers
-            .iter()
-            .map(|w| w.request(op, &make, deadline, cap))
-            .collect();
-        let errors = workers
-            .iter()
-            .zip(pending)
-            .filter_map(|(w, p)| p.and_then(|rx| w.await_reply(&rx, op, deadline, cap)).err())
-            .collect();
-        Error::collect(errors)
+        self.inner.dispatch.flush(deadline, cap)
     }
 
     /// Ends the run normally. See [`finish_with`](Tracker::finish_with).
@@ -554,80 +510,105 @@ impl Tracker {
         self.finish_with(RunStatus::Finished)
     }
 
-    /// Commits a staged row, runs the finish hooks (the report), ends every backend's run with
-    /// `status`, waiting at most `EZPZ_FINISH_TIMEOUT` (default 30 s) in all, and reports
-    /// dropped data. Idempotent: later calls return the first call's summary.
+    /// Commits a staged row, waits for the other ranks' rows, runs the finish hooks (the
+    /// report), ends every backend's run with `status`, and reports dropped data — all within
+    /// one deadline, `EZPZ_FINISH_TIMEOUT` (default 30 s) from the call: at most a third of
+    /// it waits for other ranks (then rank 0 writes what it has and warns which ranks were
+    /// missing), the hooks get at most half of what is left, the backends the rest.
+    ///
+    /// Idempotent: later calls (concurrent ones wait for the first) return the first call's
+    /// result.
     ///
     /// # Errors
-    /// Each backend that failed to finish or did not answer in time; the summary is still
-    /// kept for later calls.
+    /// [`Error::Finish`]: the [`Summary`] and what did not complete (a backend that failed or
+    /// did not answer in time, a panic on an ezpz thread).
     pub fn finish_with(&self, status: RunStatus) -> Result<Summary> {
-        if let Some(summary) = &self.state().finished {
-            return Ok(summary.clone());
+        let mut outcome = lock(&self.inner.outcome);
+        if let Some(result) = &*outcome {
+            return result.clone();
         }
+        let cap = self.inner.finish_timeout;
+        let deadline = deadline_after(cap);
+        *lock(&self.inner.finish_deadline) = Some(deadline);
         self.commit();
-        if let Some(rounds) = &self.inner.parts.rounds {
-            // Returns once every rank has finished and every row reached the backends (a
-            // failed run does not wait for the other ranks).
-            rounds.finish(status != RunStatus::Finished);
-        }
-        if self.is_enabled() {
-            for hook in &self.inner.parts.finish_hooks {
-                hook(self);
-            }
-        }
-        let mut state = self.state();
-        if let Some(summary) = &state.finished {
-            return Ok(summary.clone());
-        }
-        if let Some(nudger) = &self.inner.parts.nudger {
-            nudger.stop();
-        }
-        state.staging.hand_off(&self.inner.parts.workers);
-        let result = self.control("finish", |reply| Msg::Finish(status, reply));
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let mut backends = Vec::new();
-        for w in self.inner.parts.workers.iter() {
-            w.join(deadline);
-            let dropped = w.stats.dropped.load(Ordering::Relaxed);
-            if dropped > 0 {
-                crate::warn!(
-                    "ezpz: backend `{}` dropped {dropped} item(s) (rows, tables, images, …) \
-                     during the run",
-                    w.name
-                );
-            }
-            backends.push(BackendSummary {
-                name: w.name.clone(),
-                records: w.stats.records.load(Ordering::Relaxed),
-                errors: w.stats.errors.load(Ordering::Relaxed),
-                dropped,
-                run_info: w.run_info(),
-            });
-        }
-        let summary = Summary {
-            outdir: self.inner.parts.outdir.clone(),
-            backends,
-            steps: state.steps,
+        // `num / den` of the time left before the deadline, from now.
+        let share = |num: u32, den: u32| {
+            let now = Instant::now();
+            now + deadline.saturating_duration_since(now) * num / den
         };
-        state.finished = Some(summary.clone());
-        result.map(|()| summary)
+        let failed = status != RunStatus::Finished;
+        // The rounds wait half of their share for other ranks, then give up.
+        let mut errors = self.inner.dispatch.finish_rounds(failed, share(2, 3));
+        if self.is_enabled() {
+            self.run_hooks(share(1, 2));
+        }
+        let steps = {
+            let mut state = self.state();
+            state.finished = true;
+            state.steps
+        };
+        let (backend_errors, backends) = self.inner.dispatch.finish(status, deadline, cap);
+        errors.extend(backend_errors);
+        let summary = Summary {
+            outdir: self.inner.outdir.clone(),
+            backends,
+            steps,
+        };
+        let result = match Error::collect(errors) {
+            Ok(()) => Ok(summary),
+            Err(error) => Err(Error::Finish {
+                summary: Box::new(summary),
+                error: Box::new(error),
+            }),
+        };
+        *outcome = Some(result.clone());
+        result
+    }
+
+    /// Runs the finish hooks on their own thread, waiting for them until `deadline` (a hook
+    /// still running then goes on alone; what it logs after the finish is ignored).
+    fn run_hooks(&self, deadline: Instant) {
+        let hooks = std::mem::take(&mut *lock(&self.inner.hooks));
+        if hooks.is_empty() {
+            return;
+        }
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+        let tracker = self.clone();
+        let run = move || {
+            for hook in &hooks {
+                let caught =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&tracker)));
+                if caught.is_err() {
+                    crate::warn!("ezpz: a finish hook panicked; skipped");
+                }
+            }
+            let _ = done_tx.send(());
+        };
+        let spawned = std::thread::Builder::new()
+            .name("ezpz-finish".into())
+            .spawn(run);
+        if let Err(e) = spawned {
+            crate::warn!("ezpz: the finish hooks could not start ({e}); the report is skipped");
+            return;
+        }
+        if done.recv_deadline(deadline).is_err() {
+            crate::warn!(
+                "ezpz: the finish hooks (the report) did not end within their share of the \
+                 finish deadline; the run is finished without waiting for them"
+            );
+        }
     }
 
     /// Whether [`finish`](Tracker::finish) has run.
     pub fn is_finished(&self) -> bool {
-        self.state().finished.is_some()
+        self.state().finished
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let finished = self
-            .state
-            .lock()
-            .map(|s| s.finished.is_some())
-            .unwrap_or(true);
-        if finished || (self.parts.workers.is_empty() && self.parts.rounds.is_none()) {
+        let finished = lock(&self.outcome).is_some() || lock(&self.state).finished;
+        if finished || !self.dispatch.delivers() {
             return;
         }
         let status = if std::thread::panicking() {
@@ -635,29 +616,23 @@ impl Drop for Inner {
         } else {
             RunStatus::Finished
         };
-        // Re-wrap the parts in a temporary tracker to reuse finish (hooks included, so a
-        // program that forgot `finish` still gets its report).
-        let parts = TrackerParts {
-            workers: std::mem::take(&mut self.parts.workers),
-            rank: self.parts.rank.clone(),
-            project: std::mem::take(&mut self.parts.project),
-            run_name: std::mem::take(&mut self.parts.run_name),
-            outdir: self.parts.outdir.take(),
-            aggregator: self.parts.aggregator.take(),
-            rounds: self.parts.rounds.take(),
-            recycled: self.parts.recycled.clone(),
-            nudger: self.parts.nudger.take(),
-            finish_timeout: self.parts.finish_timeout,
-            finish_hooks: std::mem::take(&mut self.parts.finish_hooks),
-            start_time: self.parts.start_time,
+        // Moved into a temporary tracker to reuse finish (hooks included, so a program that
+        // forgot `finish` still gets its report).
+        let tracker = Tracker {
+            inner: Arc::new(Inner {
+                dispatch: std::mem::replace(&mut self.dispatch, Dispatch::disabled()),
+                rank: self.rank.clone(),
+                project: std::mem::take(&mut self.project),
+                run_name: std::mem::take(&mut self.run_name),
+                outdir: self.outdir.take(),
+                finish_timeout: self.finish_timeout,
+                start_time: self.start_time,
+                hooks: Mutex::new(std::mem::take(&mut *lock(&self.hooks))),
+                state: self.state.clone(),
+                outcome: Mutex::new(None),
+                finish_deadline: Mutex::new(None),
+            }),
         };
-        let pending = self
-            .state
-            .lock()
-            .map(|mut s| std::mem::take(&mut *s))
-            .unwrap_or_default();
-        let tracker = Tracker::from_parts(parts);
-        *tracker.state() = pending;
         if let Err(e) = tracker.finish_with(status) {
             crate::warn!("ezpz: finishing the run on drop: {e}");
         }

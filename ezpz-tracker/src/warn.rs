@@ -20,6 +20,12 @@ pub fn warning(message: fmt::Arguments<'_>) {
         tracing::warn!("{message}");
         return;
     }
+    print_once(message);
+}
+
+/// The stderr route of [`warning`] (no subscriber): once per distinct message.
+#[doc(hidden)]
+pub fn print_once(message: fmt::Arguments<'_>) {
     let text = message.to_string();
     static PRINTED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let mut printed = PRINTED
@@ -40,11 +46,13 @@ pub fn warning(message: fmt::Arguments<'_>) {
 }
 
 /// Whether a `tracing` subscriber would receive an event from this thread.
-fn has_subscriber() -> bool {
+#[doc(hidden)]
+pub fn has_subscriber() -> bool {
     tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
 }
 
-/// Emits an ezpz warning with `format!` arguments: see [`warning`].
+/// Emits an ezpz warning with `format!` arguments: see [`warning`]. Through `tracing`, the
+/// event's target is the calling module (so `RUST_LOG`-style filters by module work).
 ///
 /// ```
 /// ezpz_tracker::warn!("backend `{}` is slow", "csv");
@@ -52,52 +60,13 @@ fn has_subscriber() -> bool {
 #[macro_export]
 macro_rules! warn {
     ($($arg:tt)*) => {
-        $crate::warning(::std::format_args!($($arg)*))
+        if $crate::warn::has_subscriber() {
+            $crate::warn::__tracing::warn!($($arg)*)
+        } else {
+            $crate::warn::print_once(::std::format_args!($($arg)*))
+        }
     };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Metadata};
-
-    struct Counting(Arc<AtomicUsize>);
-
-    impl tracing::Subscriber for Counting {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &Attributes<'_>) -> Id {
-            Id::from_u64(1)
-        }
-        fn record(&self, _: &Id, _: &Record<'_>) {}
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, _: &Event<'_>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
-    }
-
-    #[test]
-    fn with_a_subscriber_every_warning_goes_to_it() {
-        assert!(
-            !has_subscriber(),
-            "the unit tests install no global subscriber"
-        );
-        let events = Arc::new(AtomicUsize::new(0));
-        tracing::subscriber::with_default(Counting(events.clone()), || {
-            assert!(has_subscriber());
-            crate::warn!("one {}", 1);
-            crate::warn!("one {}", 1);
-        });
-        assert_eq!(
-            events.load(Ordering::Relaxed),
-            2,
-            "tracing decides about repeats"
-        );
-    }
-}
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -10,7 +10,9 @@
 //! - `threads`: two threads per rank log `a = step + rank` and `b = 10·step + rank` at steps
 //!   0..20, each its own row, in an order that differs between ranks;
 //! - `uneven`: `x = step + rank` at steps 0..5 everywhere, then rank 0 alone logs step 5
-//!   and the odd ranks alone log step 6 (rows nobody matches).
+//!   and the odd ranks alone log step 6 (rows nobody matches);
+//! - `hang`: `x = step + rank` at steps 0..5, then rank 1 hangs for 15 s (its training
+//!   thread; it prints `WAKES rank=1` after) while the others finish with a 3 s deadline.
 //!
 //! Every rank prints `DONE rank=<r>` after `finish`, so the test can tell a finished run from
 //! a hang.
@@ -29,7 +31,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let [_, scenario, outdir] = &args[..] else {
         eprintln!(
-            "usage: ezpz-mpi-aggregate-probe <reference|large|mismatch|threads|uneven> <outdir>"
+            "usage: ezpz-mpi-aggregate-probe <reference|large|mismatch|threads|uneven|hang> \
+             <outdir>"
         );
         return ExitCode::from(2);
     };
@@ -40,11 +43,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let deadline = std::time::Duration::from_secs(if scenario == "hang" { 3 } else { 30 });
     let tracker = match TrackerBuilder::new()
         .project("mpi-probe")
         .backends("csv")
         .outdir(outdir)
         .mpi(&mpi)
+        .finish_timeout(deadline)
         .build()
     {
         Ok(t) => t,
@@ -107,6 +112,15 @@ fn main() -> ExitCode {
                 tracker.log_at(5, [("x", 5.0)]);
             } else if r % 2 == 1 {
                 tracker.log_at(6, [("x", 6.0 + rf)]);
+            }
+        }
+        "hang" => {
+            for step in 0..5u64 {
+                tracker.log_at(step, [("x", step as f64 + rf)]);
+            }
+            if r == 1 {
+                std::thread::sleep(std::time::Duration::from_secs(15));
+                println!("WAKES rank={r}");
             }
         }
         other => {

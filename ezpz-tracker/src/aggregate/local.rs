@@ -1,7 +1,9 @@
 //! [`LocalGroup`]: ranks as threads of one process, for tests and single-process simulations
 //! of a distributed run.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use super::{Aggregator, Exchange};
 
@@ -96,7 +98,7 @@ impl Aggregator for LocalAggregator {
         self.rank
     }
 
-    fn exchange(&self, payload: &[u8], done: bool) -> Exchange {
+    fn exchange(&self, payload: &[u8], done: bool, give_up: &AtomicBool) -> Option<Exchange> {
         let shared = &*self.shared;
         let mut round = shared.round.lock().unwrap_or_else(|e| e.into_inner());
         let generation = round.generation;
@@ -107,25 +109,31 @@ impl Aggregator for LocalAggregator {
             round.arrived = 0;
             round.result = Exchange {
                 all_done: round.done.iter().all(|&d| d),
+                done: round.done.clone(),
                 payloads: std::mem::replace(&mut round.payloads, vec![Vec::new(); shared.world]),
             };
             round.generation += 1;
             shared.changed.notify_all();
         } else {
             while round.generation == generation {
+                if give_up.load(Ordering::Acquire) {
+                    return None;
+                }
                 round = shared
                     .changed
-                    .wait(round)
-                    .unwrap_or_else(|e| e.into_inner());
+                    .wait_timeout(round, Duration::from_millis(10))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
         }
-        Exchange {
+        Some(Exchange {
             all_done: round.result.all_done,
+            done: round.result.done.clone(),
             payloads: if self.rank == 0 {
                 std::mem::take(&mut round.result.payloads)
             } else {
                 Vec::new()
             },
-        }
+        })
     }
 }

@@ -19,6 +19,8 @@ pub(crate) mod rounds;
 mod stats;
 pub(crate) mod wire;
 
+use std::sync::atomic::AtomicBool;
+
 pub use local::{LocalAggregator, LocalGroup};
 pub use stats::{is_aggregate_key, Stats};
 
@@ -35,7 +37,11 @@ pub trait Aggregator: Send + Sync {
     /// Sends `payload` to rank 0 and says whether this rank is `done` (it will send nothing
     /// more). Returns whether every rank is done, and on rank 0 every rank's payload in
     /// rank order (empty on other ranks).
-    fn exchange(&self, payload: &[u8], done: bool) -> Exchange;
+    ///
+    /// Returns `None` once `give_up` is set before the round completed (a rank that died or
+    /// hangs must not hold the others past their finish deadline): implementations wait in
+    /// short naps and check it between them. After `None` the aggregator is not used again.
+    fn exchange(&self, payload: &[u8], done: bool, give_up: &AtomicBool) -> Option<Exchange>;
 }
 
 /// What one round of [`Aggregator::exchange`] returns.
@@ -43,6 +49,8 @@ pub trait Aggregator: Send + Sync {
 pub struct Exchange {
     /// Every rank said it was done: this was the last round.
     pub all_done: bool,
+    /// Each rank's `done` flag in this round, in rank order (on every rank).
+    pub done: Vec<bool>,
     /// On rank 0: each rank's payload, in rank order; empty elsewhere.
     pub payloads: Vec<Vec<u8>>,
 }

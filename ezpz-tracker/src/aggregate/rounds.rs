@@ -3,19 +3,19 @@
 //! the order they were logged (see the module docs of `aggregate`).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::matcher::Matcher;
 use super::wire::{decode_rows, encode_row};
 use super::Aggregator;
 use crate::backend::Record;
 use crate::value::Metric;
-use crate::worker::{Msg, WorkerHandle};
 
 /// Time between two rounds.
 pub(crate) const ROUND: Duration = Duration::from_millis(100);
@@ -23,10 +23,10 @@ pub(crate) const ROUND: Duration = Duration::from_millis(100);
 /// aggregates over the ranks it has (they logged different keys, or their own steps).
 pub(crate) const UNMATCHED_AFTER: Duration = Duration::from_secs(10);
 
-/// Hands a message to every backend (rank 0), in turn with the rows before it.
-pub(crate) type Forward = Box<dyn FnOnce(&[WorkerHandle]) + Send>;
-/// Called on rank 0 with each row as the backends receive it.
-pub(crate) type OnRelease = Box<dyn Fn(&Arc<Record>) + Send>;
+/// A message for the backends (rank 0), handed over in turn with the rows before it.
+pub(crate) type Forward = Box<dyn FnOnce() + Send>;
+/// Hands a row, aggregates appended, to the backends (rank 0).
+pub(crate) type Deliver = Box<dyn Fn(Arc<Record>) + Send>;
 
 enum Cmd {
     /// A committed row: its numeric metrics to aggregate (may be empty) and, on rank 0, the
@@ -43,33 +43,70 @@ enum Cmd {
     Finish,
 }
 
+/// How the aggregation ended, for [`Rounds::finish`]'s caller.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct RoundsEnd {
+    /// Ranks that had not finished when this rank stopped waiting (their rows are missing
+    /// from the aggregates).
+    pub missing: Vec<usize>,
+    /// The thread panicked: rows it held (`lost`) never reached the backends.
+    pub panicked: bool,
+    /// The thread was still handing rows over at the deadline: `lost` of them did not reach
+    /// the backends in time.
+    pub unfinished: bool,
+    pub lost: u64,
+}
+
+/// Shared between the caller's side and the thread.
+#[derive(Default)]
+struct Shared {
+    /// This rank logs nothing more (also sent as a command, which a full queue may delay).
+    finish: AtomicBool,
+    /// The thread stopped waiting for other ranks (finish deadline, failed run).
+    give_up: AtomicBool,
+    /// The thread ended by a panic.
+    panicked: AtomicBool,
+    /// Rows sent to the thread, and rows it handed on (rank 0) or sent to rank 0.
+    sent: AtomicU64,
+    passed: AtomicU64,
+    /// Bit `r` set when rank `r` said it was done (ranks ≥ 64 are not told apart).
+    done_ranks: AtomicU64,
+    world: usize,
+    rank: usize,
+}
+
 /// The caller's side of the aggregation thread.
 pub(crate) struct Rounds {
     tx: Sender<Cmd>,
     open: AtomicBool,
-    abort: Arc<AtomicBool>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Rounds {
-    /// Starts the thread. `workers` are rank 0's backends (empty elsewhere).
+    /// Starts the thread. `deliver` hands rows to rank 0's backends (unused elsewhere);
+    /// `capacity` commands (rows, forwards) may wait for the thread before its route counts as
+    /// full.
     pub(crate) fn start(
         aggregator: Box<dyn Aggregator>,
-        workers: Arc<Vec<WorkerHandle>>,
-        on_release: OnRelease,
+        deliver: Deliver,
+        capacity: usize,
     ) -> std::io::Result<Rounds> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let abort = Arc::new(AtomicBool::new(false));
-        let aborted = abort.clone();
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         let world = aggregator.world_size();
+        let shared = Arc::new(Shared {
+            world,
+            rank: aggregator.rank(),
+            ..Shared::default()
+        });
         let root = aggregator.rank() == 0;
+        let state = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ezpz-aggregate".into())
             .spawn(move || {
-                Thread {
+                let thread = Thread {
                     aggregator,
-                    workers,
-                    on_release,
+                    deliver,
                     root,
                     matcher: Matcher::new(world, UNMATCHED_AFTER),
                     queue: VecDeque::new(),
@@ -78,67 +115,134 @@ impl Rounds {
                     drains: Vec::new(),
                     outbox: Vec::new(),
                     finishing: false,
-                    aborted,
+                    shared: state.clone(),
+                };
+                if catch_unwind(AssertUnwindSafe(|| thread.run(rx))).is_err() {
+                    state.panicked.store(true, Ordering::Release);
+                    crate::warn!(
+                        "ezpz: the cross-rank aggregation thread panicked; later rows go to the \
+                         backends without aggregates, and flush/finish report the rows it held"
+                    );
                 }
-                .run(rx)
             })?;
         Ok(Rounds {
             tx,
             open: AtomicBool::new(true),
-            abort,
-            thread: Mutex::new(Some(thread)),
+            shared,
+            thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
-    /// Whether rows still go through the rounds (until [`finish`](Rounds::finish)).
+    /// Whether rows still go through the rounds (until [`finish`](Rounds::finish), or until
+    /// the thread died).
     pub(crate) fn is_open(&self) -> bool {
-        self.open.load(Ordering::Acquire)
+        self.open.load(Ordering::Acquire) && !self.shared.panicked.load(Ordering::Acquire)
     }
 
-    /// Queues a committed row.
-    pub(crate) fn row(&self, step: u64, pairs: Vec<(Arc<str>, f64)>, record: Option<Record>) {
-        let _ = self.tx.send(Cmd::Row {
+    /// Queues a committed row without waiting; gives the record back when the route cannot
+    /// take it (full: the thread waits for a rank that hangs; or the thread is gone).
+    pub(crate) fn row(
+        &self,
+        step: u64,
+        pairs: Vec<(Arc<str>, f64)>,
+        record: Option<Record>,
+    ) -> Result<(), Option<Record>> {
+        let cmd = Cmd::Row {
             step,
             pairs,
             record,
-        });
+        };
+        match self.tx.try_send(cmd) {
+            Ok(()) => {
+                self.shared.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Full(Cmd::Row { record, .. }))
+            | Err(TrySendError::Disconnected(Cmd::Row { record, .. })) => Err(record),
+            Err(_) => Err(None),
+        }
     }
 
-    /// Queues a message for the backends behind the rows logged before it.
-    pub(crate) fn forward(&self, forward: Forward) {
-        let _ = self.tx.send(Cmd::Forward(forward));
+    /// Queues a message for the backends behind the rows logged before it; gives it back
+    /// when the route cannot take it.
+    pub(crate) fn forward(&self, forward: Forward) -> Result<(), Forward> {
+        match self.tx.try_send(Cmd::Forward(forward)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Cmd::Forward(f)))
+            | Err(TrySendError::Disconnected(Cmd::Forward(f))) => Err(f),
+            Err(_) => unreachable!("a forward comes back as it went"),
+        }
     }
 
     /// Waits until everything queued so far has reached the backends, at most until
     /// `deadline`. False when the time ran out (rows still wait for other ranks).
     pub(crate) fn drain(&self, deadline: Instant) -> bool {
         let (reply, done) = crossbeam_channel::bounded(1);
-        if self.tx.send(Cmd::Drain(reply)).is_err() {
-            return true;
+        if self.tx.send_deadline(Cmd::Drain(reply), deadline).is_err() {
+            return !self.shared.panicked.load(Ordering::Acquire);
         }
         done.recv_deadline(deadline).is_ok()
     }
 
-    /// Ends this rank's part: returns once every rank has finished and rank 0 has handed
-    /// every row to the backends. Later rows go straight to the backends, unaggregated.
-    ///
-    /// With `abort` (this run failed), it does not wait for the other ranks: after one more
-    /// round, rank 0 hands its rows over with the aggregates it can compute. The other ranks'
-    /// next round then waits for this rank forever: MPI launchers end the whole job when a
-    /// rank exits with an error.
-    pub(crate) fn finish(&self, abort: bool) {
+    /// Ends this rank's part and waits until every rank has finished and rank 0 has handed
+    /// every row to the backends, or until `deadline`: then (or at once with `abort`, a
+    /// failed run) the thread stops waiting for the other ranks, rank 0 hands its rows over
+    /// with the aggregates it can compute, and the ranks still missing are reported. Later
+    /// rows go straight to the backends, unaggregated. Returns by `deadline` at the latest.
+    pub(crate) fn finish(&self, abort: bool, deadline: Instant) -> RoundsEnd {
         self.open.store(false, Ordering::Release);
         if abort {
-            self.abort.store(true, Ordering::Release);
+            self.shared.give_up.store(true, Ordering::Release);
         }
-        let _ = self.tx.send(Cmd::Finish);
-        // Joined under the lock: a concurrent `finish` returns only once the thread is done.
+        self.shared.finish.store(true, Ordering::Release);
+        // Wakes the thread; a full queue wakes it anyway.
+        let _ = self.tx.try_send(Cmd::Finish);
         let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(thread) = thread.take() {
-            if thread.join().is_err() {
-                crate::warn!("ezpz: the aggregation thread panicked; aggregates were lost");
-            }
+        let mut end = RoundsEnd::default();
+        let Some(handle) = thread.take() else {
+            return end;
+        };
+        // Half of what is left for the other ranks; then the thread gives up and needs one
+        // more pass to hand rank 0's rows over.
+        let now = Instant::now();
+        let wait_ranks = now + deadline.saturating_duration_since(now) / 2;
+        while !handle.is_finished() && Instant::now() < wait_ranks {
+            std::thread::sleep(Duration::from_millis(2));
         }
+        if !handle.is_finished() {
+            self.shared.give_up.store(true, Ordering::Release);
+            let done = self.shared.done_ranks.load(Ordering::Acquire);
+            end.missing = (0..self.shared.world.min(64))
+                .filter(|&r| r != self.shared.rank && done & (1 << r) == 0)
+                .collect();
+        }
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        } else {
+            // Left to end on its own; a new one is never started.
+            *thread = None;
+            end.unfinished = true;
+            end.lost = self.lost();
+        }
+        if self.shared.panicked.load(Ordering::Acquire) {
+            end.panicked = true;
+            end.lost = self.lost();
+        }
+        end
+    }
+
+    /// Whether the thread died of a panic.
+    pub(crate) fn panicked(&self) -> bool {
+        self.shared.panicked.load(Ordering::Acquire)
+    }
+
+    /// Rows sent to the thread that it never passed on.
+    pub(crate) fn lost(&self) -> u64 {
+        let sent = self.shared.sent.load(Ordering::Relaxed);
+        sent.saturating_sub(self.shared.passed.load(Ordering::Relaxed))
     }
 }
 
@@ -153,8 +257,7 @@ enum Pending {
 
 struct Thread {
     aggregator: Box<dyn Aggregator>,
-    workers: Arc<Vec<WorkerHandle>>,
-    on_release: OnRelease,
+    deliver: Deliver,
     root: bool,
     matcher: Matcher,
     /// Rank 0: what the backends get next, in the order it was logged.
@@ -168,8 +271,7 @@ struct Thread {
     /// Other ranks: the rows for rank 0 in the next round.
     outbox: Vec<u8>,
     finishing: bool,
-    /// This rank failed: leave after the next round.
-    aborted: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl Thread {
@@ -181,6 +283,10 @@ impl Thread {
                 std::thread::sleep(next_round.saturating_duration_since(Instant::now()));
             }
             while !self.finishing {
+                if self.shared.finish.load(Ordering::Acquire) {
+                    self.finishing = true;
+                    break;
+                }
                 match rx.recv_deadline(next_round) {
                     Ok(cmd) => self.handle(cmd),
                     Err(RecvTimeoutError::Timeout) => break,
@@ -192,9 +298,25 @@ impl Thread {
                 self.handle(cmd);
             }
             next_round = Instant::now() + ROUND;
-            let exchange = self.aggregator.exchange(&self.outbox, self.finishing);
+            let exchange =
+                self.aggregator
+                    .exchange(&self.outbox, self.finishing, &self.shared.give_up);
             self.outbox.clear();
             let now = Instant::now();
+            // Given up (a failed run, or the finish deadline): a last pass with what is here.
+            let exchange = exchange.unwrap_or(super::Exchange {
+                all_done: true,
+                ..super::Exchange::default()
+            });
+            let done = exchange
+                .done
+                .iter()
+                .take(64)
+                .enumerate()
+                .fold(0u64, |bits, (r, &d)| bits | (u64::from(d) << r));
+            if !exchange.done.is_empty() {
+                self.shared.done_ranks.store(done, Ordering::Release);
+            }
             for (rank, payload) in exchange.payloads.iter().enumerate().skip(1) {
                 let decoded = decode_rows(payload, &mut |k| self.matcher.intern(k));
                 match decoded {
@@ -206,7 +328,13 @@ impl Thread {
                     ),
                 }
             }
-            let last = exchange.all_done || self.aborted.load(Ordering::Acquire);
+            let last = exchange.all_done || self.shared.give_up.load(Ordering::Acquire);
+            if last {
+                // Rows queued while this round waited (a rank that hangs) go out too.
+                while let Ok(cmd) = rx.try_recv() {
+                    self.handle(cmd);
+                }
+            }
             if self.root && (self.matcher.has_pending() || last) {
                 for (id, aggregates) in self.matcher.resolve(now, last) {
                     self.resolved(id, aggregates);
@@ -235,6 +363,7 @@ impl Thread {
                     if !pairs.is_empty() {
                         encode_row(&mut self.outbox, step, &pairs);
                     }
+                    self.shared.passed.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 let id = self.next_id;
@@ -303,14 +432,11 @@ impl Thread {
                 } => {
                     if let Some(mut record) = record {
                         record.metrics.extend(aggregates.unwrap_or_default());
-                        let record = Arc::new(record);
-                        (self.on_release)(&record);
-                        for w in self.workers.iter() {
-                            w.send(Msg::Log(record.clone()));
-                        }
+                        (self.deliver)(Arc::new(record));
                     }
+                    self.shared.passed.fetch_add(1, Ordering::Relaxed);
                 }
-                Pending::Forward(forward) => forward(&self.workers),
+                Pending::Forward(forward) => forward(),
             }
             self.released += 1;
         }

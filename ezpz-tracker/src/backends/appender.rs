@@ -92,47 +92,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot replace", path, e))
 }
 
-/// A key made safe as a file name (`train/loss` → `train_loss`).
-pub(crate) fn file_stem(key: &str) -> String {
-    let s: String = key
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() || s.starts_with('.') {
-        format!("_{s}")
-    } else {
-        s
-    }
-}
-
-/// Copies a file or a whole directory tree into `dest_dir`, keeping its name.
-pub(crate) fn copy_into(src: &Path, dest_dir: &Path) -> Result<()> {
-    let name = src.file_name().ok_or_else(|| Error::Invalid {
-        what: "artifact",
-        message: format!("`{}` has no file name", src.display()),
-    })?;
-    let meta = std::fs::metadata(src).map_err(|e| Error::io("cannot read artifact", src, e))?;
-    std::fs::create_dir_all(dest_dir)
-        .map_err(|e| Error::io("cannot create directory", dest_dir, e))?;
-    let dest = dest_dir.join(name);
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(src).map_err(|e| Error::io("cannot read", src, e))? {
-            let entry = entry.map_err(|e| Error::io("cannot read", src, e))?;
-            copy_into(&entry.path(), &dest)?;
-        }
-        std::fs::create_dir_all(&dest).map_err(|e| Error::io("cannot create directory", &dest, e))
-    } else {
-        std::fs::copy(src, &dest)
-            .map(|_| ())
-            .map_err(|e| Error::io("cannot copy artifact", src, e))
-    }
-}
+// Kept here for the modules that import them from this file; they live in their own files.
+#[cfg(feature = "wandb")]
+pub(crate) use super::copy::copy_into;
+pub(crate) use crate::user_paths::file_stem;
 
 #[cfg(test)]
 mod tests {

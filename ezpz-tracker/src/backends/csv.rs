@@ -7,6 +7,14 @@
 //! the wider header and earlier rows padded with empty cells, then renamed over
 //! `metrics.csv`: the file on disk is a valid CSV at every moment, and the cost is paid once
 //! per new column, not per row.
+//!
+//! # Names and resuming
+//! A table goes to `<name>.csv`, an image to `media/<name>_<step>.png`, artifacts to
+//! `artifacts/<label>/`; names are made safe first (they never leave the directory, and a
+//! name the tracker owns, such as `metrics`, becomes `_metrics.csv`). A new run never
+//! truncates a `metrics.csv` with rows ([`CsvBackend::new`] refuses it); a resumed one
+//! ([`CsvBackend::resume`]) appends below the existing header, widening it as above for keys
+//! it lacks.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,10 +25,16 @@ use std::sync::Arc;
 use crate::backend::{
     Artifacts, Backend, BackendContext, ImageRecord, Record, RunInfo, RunStatus, Table,
 };
-use crate::backends::appender::{copy_into, file_stem, write_atomic, Appender};
+use crate::backends::appender::{write_atomic, Appender};
+use crate::backends::copy::copy_artifact;
 use crate::config::merge_json;
+use crate::outdir::open_metrics_file;
+use crate::user_paths::{file_stem, user_file};
 use crate::value::Value;
 use crate::{Error, Result};
+
+/// The metrics file inside the run directory.
+pub const METRICS_CSV: &str = "metrics.csv";
 
 /// Writes metrics, config, tables, images and artifacts as plain files in the run directory.
 #[derive(Debug)]
@@ -40,18 +54,69 @@ pub struct CsvBackend {
 }
 
 impl CsvBackend {
-    /// Writes into `dir` (created if missing).
+    /// Writes a new run into `dir` (created if missing).
     ///
     /// # Errors
-    /// The directory or `metrics.csv` cannot be created.
+    /// `dir` already has a `metrics.csv` with rows ([`Error::RunExists`]: use
+    /// [`resume`](Self::resume) to append to it), or the directory or file cannot be created.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create directory", &dir, e))?;
-        let path = dir.join("metrics.csv");
-        // A fresh run owns its file; appending to an old one would mix headers.
-        File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
-        Ok(CsvBackend {
-            file: Appender::open(&path)?,
+        let file = open_metrics_file(&dir, METRICS_CSV, false)?;
+        Ok(Self::with_file(dir, file))
+    }
+
+    /// Continues the run in `dir`: rows are appended to its `metrics.csv` under the header it
+    /// has (widened for new keys), and configuration is merged into its `config.json`.
+    ///
+    /// # Errors
+    /// The directory cannot be created, or the files cannot be read or opened.
+    pub fn resume(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        let file = open_metrics_file(&dir, METRICS_CSV, true)?;
+        let path = file.path().to_path_buf();
+        let mut backend = Self::with_file(dir, file);
+        let header = match File::open(&path) {
+            Ok(f) => csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_reader(f)
+                .headers()
+                .map_err(|e| csv_err(&path, e))?
+                .clone(),
+            Err(_) => csv::StringRecord::new(),
+        };
+        for column in header.iter().skip(1) {
+            let column: Arc<str> = Arc::from(column);
+            backend.index.insert(column.clone(), backend.columns.len());
+            backend.columns.push(column);
+        }
+        backend.header_written = !header.is_empty();
+        let config = backend.dir.join("config.json");
+        if let Ok(text) = std::fs::read(&config) {
+            backend.config = serde_json::from_slice(&text).unwrap_or_else(|e| {
+                crate::warn!("ezpz: `{}` is not JSON ({e}); replaced", config.display());
+                serde_json::Value::Null
+            });
+        }
+        Ok(backend)
+    }
+
+    /// The registry constructor (files go directly into the run's outdir; appended to when
+    /// the run is resumed).
+    ///
+    /// # Errors
+    /// See [`CsvBackend::new`] and [`CsvBackend::resume`].
+    pub fn from_context(ctx: &BackendContext) -> Result<Box<dyn Backend>> {
+        let backend = if ctx.resume {
+            CsvBackend::resume(&ctx.outdir)?
+        } else {
+            CsvBackend::new(&ctx.outdir)?
+        };
+        Ok(Box::new(backend))
+    }
+
+    fn with_file(dir: PathBuf, file: Appender) -> Self {
+        CsvBackend {
+            file,
             dir,
             columns: Vec::new(),
             index: HashMap::new(),
@@ -61,15 +126,7 @@ impl CsvBackend {
             in_order: false,
             cells: Vec::new(),
             config: serde_json::Value::Null,
-        })
-    }
-
-    /// The registry constructor (files go directly into the run's outdir).
-    ///
-    /// # Errors
-    /// See [`CsvBackend::new`].
-    pub fn from_context(ctx: &BackendContext) -> Result<Box<dyn Backend>> {
-        Ok(Box::new(CsvBackend::new(&ctx.outdir)?))
+        }
     }
 
     fn path(&self) -> &Path {
@@ -250,7 +307,7 @@ impl Backend for CsvBackend {
     }
 
     fn log_table(&mut self, table: &Table) -> Result<()> {
-        let path = self.dir.join(format!("{}.csv", file_stem(&table.key)));
+        let path = self.dir.join(user_file("table", &table.key, "csv"));
         write_atomic(&path, &table_to_csv(table))
     }
 
@@ -266,12 +323,9 @@ impl Backend for CsvBackend {
     fn log_artifacts(&mut self, artifacts: &Artifacts) -> Result<()> {
         let mut errors = Vec::new();
         for (label, path) in &artifacts.items {
-            if path.starts_with(&self.dir) {
-                // Already in the run directory (the report's files): nothing to copy.
-                continue;
-            }
             let dest = self.dir.join("artifacts").join(file_stem(label));
-            if let Err(e) = copy_into(path, &dest) {
+            // Something already in the run directory (the report's files) is not copied.
+            if let Err(e) = copy_artifact(path, &dest, &self.dir) {
                 errors.push(e);
             }
         }
@@ -363,6 +417,125 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v, serde_json::json!({"lr": 1e-4, "batch_size": 32}));
+    }
+
+    fn table(key: &str) -> Table {
+        Table {
+            key: key.into(),
+            columns: vec!["a".into()],
+            rows: vec![vec![Value::I64(1)]],
+            step: 0,
+        }
+    }
+
+    /// Every file under `dir`, relative to it.
+    fn tree(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(
+                    tree(&path)
+                        .into_iter()
+                        .map(|p| Path::new(path.file_name().unwrap()).join(p)),
+                );
+            } else {
+                out.push(PathBuf::from(path.file_name().unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_table_named_metrics_leaves_the_live_metrics_csv_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = CsvBackend::new(dir.path()).unwrap();
+        b.log(&record(0, &[("loss", 0.5.into())])).unwrap();
+        b.log_table(&table("metrics")).unwrap();
+        b.log_table(&table("config")).unwrap();
+        b.log_config(&serde_json::json!({"lr": 1})).unwrap();
+        b.log(&record(1, &[("loss", 0.25.into())])).unwrap();
+        b.log(&record(2, &[("loss", 0.125.into()), ("lr", 1.0.into())]))
+            .unwrap();
+        b.finish(RunStatus::Finished).unwrap();
+        let rows = read(&dir.path().join("metrics.csv"));
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert_eq!(rows[0], ["step", "loss", "lr"]);
+        assert_eq!(rows[3], ["2", "0.125", "1.0"]);
+        assert_eq!(read(&dir.path().join("_metrics.csv")), [["a"], ["1"]]);
+        assert_eq!(read(&dir.path().join("_config.csv")), [["a"], ["1"]]);
+        let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        assert!(config.contains("\"lr\""), "{config}");
+    }
+
+    #[test]
+    fn names_never_leave_the_run_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("run");
+        let mut b = CsvBackend::new(&dir).unwrap();
+        let src = root.path().join("weights.bin");
+        std::fs::write(&src, b"w").unwrap();
+        let names = ["..", "../escape", "/abs/x", "nul\0byte", "", "a/../../b"];
+        for name in names {
+            b.log_table(&table(name)).unwrap();
+            let image = ImageRecord {
+                key: name.into(),
+                source: image::RgbImage::new(1, 1).into(),
+                caption: None,
+                step: 3,
+            };
+            b.log_image(&image).unwrap();
+            b.log_artifacts(&Artifacts {
+                items: vec![(name.into(), src.clone())],
+            })
+            .unwrap();
+        }
+        b.finish(RunStatus::Finished).unwrap();
+        let mut outside: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        outside.sort();
+        assert_eq!(outside, ["run", "weights.bin"]);
+        let files = tree(&dir);
+        let tables = files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "csv"));
+        // One table per name (the empty name's file is `_.csv`), plus metrics.csv.
+        assert_eq!(tables.count(), names.len() + 1, "{files:?}");
+        let weights = files.iter().filter(|f| f.ends_with("weights.bin")).count();
+        assert_eq!(weights, names.len(), "{files:?}");
+        assert!(files.iter().all(|f| !f.to_string_lossy().contains('\0')));
+    }
+
+    #[test]
+    fn a_new_run_refuses_rows_a_resumed_one_appends_under_one_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = CsvBackend::new(dir.path()).unwrap();
+        b.log_config(&serde_json::json!({"lr": 1})).unwrap();
+        b.log(&record(0, &[("loss", 0.5.into())])).unwrap();
+        b.log(&record(1, &[("loss", 0.25.into())])).unwrap();
+        b.finish(RunStatus::Finished).unwrap();
+        let err = CsvBackend::new(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::RunExists { .. }), "{err}");
+        assert_eq!(read(&dir.path().join("metrics.csv")).len(), 3);
+
+        let mut b = CsvBackend::resume(dir.path()).unwrap();
+        b.log_config(&serde_json::json!({"batch": 8})).unwrap();
+        b.log(&record(2, &[("loss", 0.125.into())])).unwrap();
+        b.log(&record(3, &[("loss", 0.0625.into()), ("acc", 0.9.into())]))
+            .unwrap();
+        b.finish(RunStatus::Finished).unwrap();
+        let rows = read(&dir.path().join("metrics.csv"));
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        assert_eq!(rows[0], ["step", "loss", "acc"]);
+        assert_eq!(rows[1], ["0", "0.5", ""]);
+        assert_eq!(rows[3], ["2", "0.125", ""]);
+        assert_eq!(rows[4], ["3", "0.0625", "0.9"]);
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(config, serde_json::json!({"lr": 1, "batch": 8}));
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! with metrics in logged order. JSON has no NaN or infinity: those values are written as the
 //! strings `"NaN"`, `"Infinity"`, `"-Infinity"` (what `float()` and the report read back).
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use crate::backend::{Backend, BackendContext, Record, RunInfo, RunStatus};
 use crate::backends::appender::Appender;
+use crate::outdir::open_metrics_file;
 use crate::value::Value;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The file name inside the run directory.
 pub const METRICS_JSONL: &str = "metrics.jsonl";
@@ -21,26 +22,36 @@ pub struct JsonlBackend {
 }
 
 impl JsonlBackend {
-    /// Writes `<dir>/metrics.jsonl` (truncated: a run owns its file).
+    /// Writes a new run's `<dir>/metrics.jsonl`.
     ///
     /// # Errors
-    /// The directory or file cannot be created.
-    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create directory", &dir, e))?;
-        let path = dir.join(METRICS_JSONL);
-        std::fs::File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
-        Ok(JsonlBackend {
-            file: Appender::open(&path)?,
-        })
+    /// The file already holds rows ([`Error::RunExists`](crate::Error::RunExists): use
+    /// [`resume`](Self::resume) to append to it), or the directory or file cannot be created.
+    pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
+        let file = open_metrics_file(dir.as_ref(), METRICS_JSONL, false)?;
+        Ok(JsonlBackend { file })
     }
 
-    /// The registry constructor.
+    /// Continues the run in `dir`: lines are appended to its `metrics.jsonl`.
     ///
     /// # Errors
-    /// See [`JsonlBackend::new`].
+    /// The directory or file cannot be created or opened.
+    pub fn resume(dir: impl AsRef<Path>) -> Result<Self> {
+        let file = open_metrics_file(dir.as_ref(), METRICS_JSONL, true)?;
+        Ok(JsonlBackend { file })
+    }
+
+    /// The registry constructor (appends when the run is resumed).
+    ///
+    /// # Errors
+    /// See [`JsonlBackend::new`] and [`JsonlBackend::resume`].
     pub fn from_context(ctx: &BackendContext) -> Result<Box<dyn Backend>> {
-        Ok(Box::new(JsonlBackend::new(&ctx.outdir)?))
+        let backend = if ctx.resume {
+            JsonlBackend::resume(&ctx.outdir)?
+        } else {
+            JsonlBackend::new(&ctx.outdir)?
+        };
+        Ok(Box::new(backend))
     }
 }
 
@@ -97,7 +108,46 @@ impl Backend for JsonlBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use std::sync::Arc;
+
+    fn record(step: u64) -> Record {
+        Record {
+            step,
+            timestamp: 0.0,
+            rank: 0,
+            metrics: vec![(Arc::from("loss"), Value::F64(0.5))],
+        }
+    }
+
+    #[test]
+    fn a_new_run_refuses_rows_a_resumed_one_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_JSONL);
+        let mut b = JsonlBackend::new(dir.path()).unwrap();
+        b.log(&record(0)).unwrap();
+        b.finish(RunStatus::Finished).unwrap();
+        // A crash left half a line behind.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"times"))
+            .unwrap();
+        assert!(matches!(
+            JsonlBackend::new(dir.path()),
+            Err(Error::RunExists { .. })
+        ));
+        let mut b = JsonlBackend::resume(dir.path()).unwrap();
+        b.log(&record(1)).unwrap();
+        b.finish(RunStatus::Finished).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let steps: Vec<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [0, 1], "{text}");
+    }
 
     #[test]
     fn lines_parse_as_json_with_non_finite_as_strings() {

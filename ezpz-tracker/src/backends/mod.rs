@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::registry::Constructor;
+use crate::backend::Constructor;
 
 pub(crate) mod appender;
+mod copy;
 pub mod csv;
 pub mod jsonl;
 pub mod memory;

@@ -1,5 +1,6 @@
 //! `MpiAggregator`: the rounds of the tracker's aggregation thread over MPI.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::mpi::datatype::PartitionMut;
@@ -45,12 +46,30 @@ impl MpiAggregator {
     }
 }
 
-/// Polls `request` to completion: a few quick tests, then 200 µs naps.
-fn complete<'a, D: ?Sized, S: Scope<'a>>(mut request: Request<'a, D, S>) {
+/// A round pending this long with `give_up` set has a rank that is not taking part (a live
+/// rank's aggregation thread completes a round within milliseconds).
+const ABANDON_AFTER: Duration = Duration::from_millis(250);
+
+/// Polls `request` to completion: a few quick tests, then 200 µs naps. False when `give_up`
+/// is set and the request has been pending for [`ABANDON_AFTER`]: it is then abandoned (a
+/// rank that died or hangs never completes it; abandoning a round the others are completing
+/// would leave them mismatched), and the caller must leak the request's buffers, which MPI
+/// may still write.
+fn complete<'a, D: ?Sized, S: Scope<'a>>(
+    mut request: Request<'a, D, S>,
+    give_up: &AtomicBool,
+) -> bool {
+    let start = std::time::Instant::now();
     for spin in 0u32.. {
         match request.test() {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(pending) => request = pending,
+        }
+        if give_up.load(Ordering::Acquire) && start.elapsed() >= ABANDON_AFTER {
+            // SAFETY: the request is never used again and its buffers are leaked by the
+            // caller, so MPI may complete it later (or never) without touching freed memory.
+            let _ = unsafe { request.into_raw() };
+            return false;
         }
         if spin < 64 {
             std::thread::yield_now();
@@ -58,6 +77,7 @@ fn complete<'a, D: ?Sized, S: Scope<'a>>(mut request: Request<'a, D, S>) {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+    true
 }
 
 impl Aggregator for MpiAggregator {
@@ -69,40 +89,56 @@ impl Aggregator for MpiAggregator {
         self.rank
     }
 
-    fn exchange(&self, payload: &[u8], done: bool) -> Exchange {
+    fn exchange(&self, payload: &[u8], done: bool, give_up: &AtomicBool) -> Option<Exchange> {
         // A round's payload is 100 ms of rows; a length beyond `Count` cannot be described to
         // MPI, and every rank clamps the same header value the same way.
         let len = payload.len().min(Count::MAX as usize);
-        let header = [len as u64, u64::from(done)];
+        let header = vec![len as u64, u64::from(done)];
         let mut headers = vec![0u64; 2 * self.size];
-        ::mpi::request::scope(|scope| {
+        let completed = ::mpi::request::scope(|scope| {
             complete(
                 self.comm
                     .immediate_all_gather_into(scope, &header[..], &mut headers[..]),
+                give_up,
             )
         });
+        if !completed {
+            std::mem::forget((header, headers));
+            return None;
+        }
         let all_done = headers.chunks(2).all(|h| h[1] == 1);
+        let done: Vec<bool> = headers.chunks(2).map(|h| h[1] == 1).collect();
         let counts: Vec<Count> = headers.chunks(2).map(|h| h[0] as Count).collect();
         if counts.iter().all(|&c| c == 0) {
-            return Exchange {
+            return Some(Exchange {
                 all_done,
+                done,
                 payloads: if self.rank == 0 {
                     vec![Vec::new(); self.size]
                 } else {
                     Vec::new()
                 },
-            };
+            });
         }
         let root = self.comm.process_at_rank(0);
-        let mine = &payload[..len];
+        // Leaked with the request when abandoned, so it is a copy of the caller's buffer.
+        let mine = payload[..len].to_vec();
         if self.rank != 0 {
-            ::mpi::request::scope(|scope| {
-                complete(root.immediate_gather_varcount_into(scope, mine))
+            let completed = ::mpi::request::scope(|scope| {
+                complete(
+                    root.immediate_gather_varcount_into(scope, &mine[..]),
+                    give_up,
+                )
             });
-            return Exchange {
+            if !completed {
+                std::mem::forget(mine);
+                return None;
+            }
+            return Some(Exchange {
                 all_done,
+                done,
                 payloads: Vec::new(),
-            };
+            });
         }
         let displs: Vec<Count> = counts
             .iter()
@@ -114,11 +150,18 @@ impl Aggregator for MpiAggregator {
             .collect();
         let total: usize = counts.iter().map(|&c| c as usize).sum();
         let mut all = vec![0u8; total];
-        {
+        let completed = {
             let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
             ::mpi::request::scope(|scope| {
-                complete(root.immediate_gather_varcount_into_root(scope, mine, &mut partition))
-            });
+                complete(
+                    root.immediate_gather_varcount_into_root(scope, &mine[..], &mut partition),
+                    give_up,
+                )
+            })
+        };
+        if !completed {
+            std::mem::forget((mine, all, counts, displs));
+            return None;
         }
         let mut offset = 0;
         let payloads = counts
@@ -129,6 +172,10 @@ impl Aggregator for MpiAggregator {
                 p
             })
             .collect();
-        Exchange { all_done, payloads }
+        Some(Exchange {
+            all_done,
+            done,
+            payloads,
+        })
     }
 }

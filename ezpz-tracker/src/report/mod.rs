@@ -71,6 +71,9 @@ pub use series::{Channel, NonFinitePoint, RunningStats, SeriesPoint, ThinnedSeri
 pub use table::{history_table, HistoryTable, DEFAULT_MAX_TABLE_ROWS};
 
 pub(crate) use hook::finish_hook;
+// For `Tracker::finish_with`, which tells the hooks the run's status (see hook.rs).
+#[allow(unused_imports)]
+pub(crate) use hook::set_finish_status;
 
 use crate::backends::appender::{file_stem, write_atomic};
 use crate::backends::jsonl::METRICS_JSONL;
@@ -157,7 +160,7 @@ pub struct ReportFiles {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReportManifest {
-    /// How the run ended, as far as the report knows: `finished` or `failed`.
+    /// How the run ended, as far as the report knows: `finished`, `failed` or `killed`.
     pub status: Option<String>,
     /// Files written, relative to the run directory.
     pub files: Vec<String>,

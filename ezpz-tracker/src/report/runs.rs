@@ -188,6 +188,7 @@ pub fn run_state(dir: &Path) -> RunState {
         match m.status.as_deref() {
             Some("failed") => return RunState::Failed,
             Some("finished") => return RunState::Finished,
+            Some("killed") => return RunState::Killed,
             _ => {}
         }
     }

@@ -241,10 +241,8 @@ fn own_deadline(cap: Duration) -> Duration {
 }
 
 pub(crate) fn request_timeout() -> Duration {
-    var(env::MLFLOW_HTTP_REQUEST_TIMEOUT)
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
+    env::var_seconds(env::MLFLOW_HTTP_REQUEST_TIMEOUT)
+        .filter(|t| !t.is_zero())
         .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
 }
 

@@ -152,6 +152,8 @@ mod tests {
             start_time: 0.0,
             config: None,
             finish_timeout: std::time::Duration::from_secs(30),
+            resume: false,
+            last_step: None,
         }
     }
 

@@ -166,14 +166,11 @@ impl WandbBackend {
             o.set_config(wandb_config(&config));
             o
         });
-        let finish_timeout = opts.finish_timeout.unwrap_or_else(|| {
-            var(env::EZPZ_FINISH_TIMEOUT)
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map_or(Duration::from_secs(24), |s| {
-                    Duration::from_secs_f64(s * 0.8)
-                })
-        });
+        // 80 % of the tracker's cap (`EZPZ_FINISH_TIMEOUT`, already parsed and capped).
+        let finish_timeout = env::clamp_wait(
+            opts.finish_timeout
+                .unwrap_or_else(|| ctx.finish_timeout.mul_f64(0.8)),
+        );
         Ok(WandbBackend {
             active: Some(Box::new(Active {
                 mode,

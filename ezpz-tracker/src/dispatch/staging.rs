@@ -16,30 +16,22 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::msg::{Batch, Msg, Returned, BATCH_ROWS};
+use super::worker::{Offer, WorkerHandle};
 use crate::backend::Record;
-use crate::worker::{Msg, WorkerHandle};
 
 /// Rows waiting before a hand-over is forced.
-pub(crate) const HANDOFF_ROWS: usize = 64;
+pub(crate) const HANDOFF_ROWS: usize = BATCH_ROWS;
 /// Seconds after a hand-over before the next row goes over at once.
 pub(crate) const HANDOFF_PAUSE: f64 = 0.001;
 /// How often the nudger hands over rows left waiting.
 pub(crate) const NUDGE: Duration = Duration::from_millis(20);
-/// Rows and batches kept for reuse.
-const MAX_SPARE_ROWS: usize = 128;
-const MAX_SPARE_BATCHES: usize = 8;
-
-/// Rows handed over together; every worker gets the same batch.
-pub(crate) type Batch = Arc<Vec<Arc<Record>>>;
-
-/// What a worker hands back once it has written it.
-pub(crate) enum Returned {
-    Row(Arc<Record>),
-    Batch(Batch),
-}
-
-/// Where workers hand rows back.
-pub(crate) type Recycle = Sender<Returned>;
+/// Rows and batches kept for reuse: enough for the rows in flight while a worker pauses
+/// between batches (a tight loop commits about a thousand per millisecond), bounded by their
+/// entries too (about 10 MB).
+const MAX_SPARE_ROWS: usize = 4096;
+const MAX_SPARE_ENTRIES: usize = 1 << 18;
+const MAX_SPARE_BATCHES: usize = 64;
 
 /// See the module docs.
 pub(crate) struct Staging {
@@ -48,6 +40,8 @@ pub(crate) struct Staging {
     /// Timestamp (seconds since the epoch) of the last hand-over.
     last_handoff: f64,
     spare_rows: Vec<Arc<Record>>,
+    /// Entries the spare rows hold.
+    spare_entries: usize,
     spare_batches: Vec<Batch>,
 }
 
@@ -64,6 +58,7 @@ impl Staging {
             staged: Vec::new(),
             last_handoff: f64::NEG_INFINITY,
             spare_rows: Vec::new(),
+            spare_entries: 0,
             spare_batches: Vec::new(),
         }
     }
@@ -72,24 +67,28 @@ impl Staging {
     /// once no other reference to earlier rows is held, so that they come back unique.
     pub(crate) fn row(&mut self) -> Arc<Record> {
         self.take_back();
-        self.spare_rows.pop().unwrap_or_else(|| {
-            Arc::new(Record {
-                step: 0,
-                timestamp: 0.0,
-                rank: 0,
-                metrics: Vec::new(),
-            })
+        if let Some(row) = self.spare_rows.pop() {
+            self.spare_entries -= row.metrics.len();
+            return row;
+        }
+        Arc::new(Record {
+            step: 0,
+            timestamp: 0.0,
+            rank: 0,
+            metrics: Vec::new(),
         })
     }
 
-    /// Queues a committed row, handing the queue over when due.
-    pub(crate) fn push(&mut self, record: Arc<Record>, workers: &[WorkerHandle]) {
+    /// Queues a committed row, handing the queue over when due. True when a backend is
+    /// behind (the caller may slow down once it holds no lock).
+    pub(crate) fn push(&mut self, record: Arc<Record>, workers: &[WorkerHandle]) -> bool {
         let at = record.timestamp;
         self.staged.push(record);
         if self.staged.len() >= HANDOFF_ROWS || at - self.last_handoff >= HANDOFF_PAUSE {
             self.last_handoff = at;
-            self.hand_off(workers);
+            return self.hand_off(workers);
         }
+        false
     }
 
     /// Whether rows have waited since a hand-over older than the pause (for the nudger).
@@ -97,18 +96,22 @@ impl Staging {
         !self.staged.is_empty() && now - self.last_handoff >= HANDOFF_PAUSE
     }
 
-    /// Hands every waiting row over, in order, one batch for all workers.
-    pub(crate) fn hand_off(&mut self, workers: &[WorkerHandle]) {
+    /// Hands every waiting row over, in order, one batch for all workers; never waits. True
+    /// when a backend is behind.
+    pub(crate) fn hand_off(&mut self, workers: &[WorkerHandle]) -> bool {
         if self.staged.is_empty() {
-            return;
+            return false;
         }
         let mut batch = self.spare_batches.pop().unwrap_or_default();
-        Arc::get_mut(&mut batch)
-            .expect("spare batches are unique")
-            .append(&mut self.staged);
-        for w in workers {
-            w.send(Msg::Logs(batch.clone()));
+        match Arc::get_mut(&mut batch) {
+            Some(rows) => rows.append(&mut self.staged),
+            None => batch = Arc::new(std::mem::take(&mut self.staged)),
         }
+        let mut pressed = false;
+        for w in workers {
+            pressed |= w.offer(Msg::Logs(batch.clone())) == Offer::Pressed;
+        }
+        pressed
     }
 
     /// Frees what the workers handed back; keeps unique rows and batches for reuse.
@@ -132,7 +135,12 @@ impl Staging {
     }
 
     fn keep_row(&mut self, mut row: Arc<Record>) {
-        if self.spare_rows.len() < MAX_SPARE_ROWS && Arc::get_mut(&mut row).is_some() {
+        let entries = row.metrics.len();
+        if self.spare_rows.len() < MAX_SPARE_ROWS
+            && self.spare_entries + entries <= MAX_SPARE_ENTRIES
+            && Arc::get_mut(&mut row).is_some()
+        {
+            self.spare_entries += entries;
             self.spare_rows.push(row);
         }
     }

@@ -1,8 +1,12 @@
-//! One background worker per backend: a named thread draining a bounded queue in batches.
+//! One background worker per backend: a named thread draining its queue in batches.
 //!
-//! The caller only enqueues. A full queue waits a bounded time (backpressure), then drops and
-//! counts; drops are warned once and reported at finish. Control messages (flush, finish) travel
-//! in the same queue, so a flush covers everything logged before it.
+//! The caller's side ([`WorkerHandle::offer`]) never blocks: a message is queued at once, or
+//! dropped and counted when the backend cannot take it (its queue holds twice its capacity,
+//! or it is over capacity and has written nothing for [`STALLED_AFTER`]). Over capacity while
+//! the backend is still writing, the message is queued and the caller is told, so that it can
+//! slow down briefly *after* releasing its locks (see `dispatch::Dispatch::throttle`).
+//! Control messages (flush, finish) travel in the same queue, so a flush covers everything
+//! logged before it; nobody waits for their answers longer than their deadline.
 
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,18 +15,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{
-    bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
-};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
-use crate::backend::{
-    Artifacts, Backend, HistogramRecord, ImageRecord, Record, RunInfo, RunStatus, Table,
-};
-use crate::staging::{Batch, Recycle, Returned};
+use super::msg::{Msg, Recycle, Returned, BATCH_ROWS};
+use crate::backend::{Backend, RunInfo, RunStatus};
 use crate::{Error, Result};
 
 /// How often pending data is flushed while the worker is busy or idle.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// A backend over capacity that wrote nothing for this long is stalled: what it cannot take
+/// is dropped at once, and nobody waits for it.
+pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// Pause after emptying the queue, so records arrive in batches (see `Worker::run`).
 const BATCH_PAUSE: Duration = Duration::from_millis(1);
 /// Most messages handled between two checks of the flush clock.
@@ -30,41 +33,30 @@ const MAX_BATCH: usize = 4096;
 /// Distinct warnings per backend before the rest are only counted.
 const MAX_WARNINGS: usize = 8;
 
-/// What travels to a worker.
-pub(crate) enum Msg {
-    Log(Arc<Record>),
-    /// Rows handed over together by the logging thread (`staging`).
-    Logs(Batch),
-    Config(Arc<serde_json::Value>),
-    Table(Arc<Table>),
-    Image(Arc<ImageRecord>),
-    Artifacts(Arc<Artifacts>),
-    Histogram(Arc<HistogramRecord>),
-    Flush(Sender<Result<()>>),
-    Finish(RunStatus, Sender<Result<()>>),
-}
-
-impl Msg {
-    /// Rows the message carries (what the queue's capacity counts).
-    fn rows(&self) -> usize {
-        match self {
-            Msg::Log(_) => 1,
-            Msg::Logs(batch) => batch.len(),
-            _ => 0,
-        }
-    }
-}
-
 /// Counters shared between the caller's side and the worker.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub records: AtomicU64,
     pub errors: AtomicU64,
     pub dropped: AtomicU64,
-    /// Rows sent and not yet written (bounded by the queue capacity).
-    queued_rows: AtomicUsize,
+    /// Panics caught in the backend (it is not called again after the first).
+    pub panics: AtomicU64,
+    /// Rows (and other data messages) queued and not yet handled.
+    queued: AtomicUsize,
+    /// Microseconds since the handle's epoch when the worker last finished a message, or got
+    /// work while idle.
+    progress: AtomicU64,
     drop_warned: AtomicBool,
     pub run_info: Mutex<Option<RunInfo>>,
+}
+
+/// What became of an offered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    Queued,
+    /// Queued, but the backend is over capacity: the caller may slow down (unlocked).
+    Pressed,
+    Dropped,
 }
 
 /// The caller's side of a worker.
@@ -73,27 +65,22 @@ pub(crate) struct WorkerHandle {
     tx: Sender<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
     pub stats: Arc<Stats>,
-    enqueue_timeout: Duration,
-    /// Rows the queue holds before `send` waits.
-    row_capacity: usize,
+    /// Rows the queue holds before the backend counts as behind.
+    capacity: usize,
+    epoch: Instant,
 }
 
 impl WorkerHandle {
-    /// Starts `backend` on a thread named `ezpz-<name>` with a queue of `capacity` messages.
+    /// Starts `backend` on a thread named `ezpz-<name>`, its queue holding `capacity` rows.
     ///
     /// # Errors
     /// The thread could not be spawned.
-    pub fn spawn(
-        backend: Box<dyn Backend>,
-        capacity: usize,
-        enqueue_timeout: Duration,
-        recycle: Recycle,
-    ) -> Result<Self> {
+    pub fn spawn(backend: Box<dyn Backend>, capacity: usize, recycle: Recycle) -> Result<Self> {
         let name = backend.name().to_string();
-        let (tx, rx) = bounded(capacity.max(1));
+        let (tx, rx) = unbounded();
         let stats = Arc::new(Stats::default());
-        *stats.run_info.lock().unwrap_or_else(|e| e.into_inner()) = backend.run_info();
-        let worker = Worker {
+        let epoch = Instant::now();
+        let mut worker = Worker {
             backend,
             rx,
             recycle,
@@ -101,8 +88,10 @@ impl WorkerHandle {
             warned: HashSet::new(),
             suppressed: 0,
             dirty: false,
-            dead: false,
+            dead: None,
+            epoch,
         };
+        worker.publish_run_info();
         let thread = std::thread::Builder::new()
             .name(format!("ezpz-{name}"))
             .spawn(move || worker.run())
@@ -112,86 +101,87 @@ impl WorkerHandle {
             tx,
             thread: Mutex::new(Some(thread)),
             stats,
-            enqueue_timeout,
-            row_capacity: capacity.max(1),
+            capacity: capacity.max(1),
+            epoch,
         })
     }
 
-    /// Enqueues a data message; waits at most the enqueue timeout when the queue is full, then
-    /// drops it (counted, warned once).
-    pub fn send(&self, msg: Msg) {
-        let rows = msg.rows();
-        if rows > 0 {
-            if !self.wait_for_room(rows) {
-                return self.dropped(&msg, &self.full_for());
-            }
-            // Counted before the worker can see it, so its decrement never comes first.
-            self.stats.queued_rows.fetch_add(rows, Ordering::Relaxed);
+    /// Queues a data message without ever waiting (see the module docs).
+    pub fn offer(&self, msg: Msg) -> Offer {
+        let weight = msg.weight();
+        let queued = self.stats.queued.load(Ordering::Relaxed);
+        let over = queued > 0 && queued + weight > self.capacity;
+        if over && (queued + weight > self.hard_limit() || self.is_stalled()) {
+            self.dropped(
+                &msg,
+                "it cannot keep up: its queue is full and it is not writing",
+            );
+            return Offer::Dropped;
         }
-        let msg = match self.tx.try_send(msg) {
-            Ok(()) => return,
-            Err(TrySendError::Full(msg)) => msg,
-            Err(TrySendError::Disconnected(msg)) => {
-                self.unqueue(&msg);
-                return self.dropped(&msg, "its worker has stopped");
-            }
-        };
-        match self.tx.send_timeout(msg, self.enqueue_timeout) {
-            Ok(()) => {}
-            Err(SendTimeoutError::Timeout(msg)) => {
-                self.unqueue(&msg);
-                self.dropped(&msg, &self.full_for());
-            }
-            Err(SendTimeoutError::Disconnected(msg)) => {
-                self.unqueue(&msg);
-                self.dropped(&msg, "its worker has stopped");
-            }
+        // Counted before the worker can see it, so its decrement never comes first.
+        if self.stats.queued.fetch_add(weight, Ordering::Relaxed) == 0 {
+            // An idle worker is not a stalled one: its stall clock starts with this work.
+            self.stats
+                .progress
+                .store(self.now_micros(), Ordering::Relaxed);
+        }
+        if let Err(e) = self.tx.send(msg) {
+            self.stats.queued.fetch_sub(weight, Ordering::Relaxed);
+            self.dropped(&e.0, "its worker has stopped");
+            return Offer::Dropped;
+        }
+        if over {
+            Offer::Pressed
+        } else {
+            Offer::Queued
         }
     }
 
-    /// Takes the rows of a message that never reached the worker off the queued count.
-    fn unqueue(&self, msg: &Msg) {
-        self.stats
-            .queued_rows
-            .fetch_sub(msg.rows(), Ordering::Relaxed);
-    }
-
-    /// Whether `rows` more rows fit the queue, waiting at most the enqueue timeout (a batch
-    /// larger than the whole capacity goes when the queue is empty).
-    fn wait_for_room(&self, rows: usize) -> bool {
-        let fits = || {
-            let queued = self.stats.queued_rows.load(Ordering::Relaxed);
-            queued == 0 || queued + rows <= self.row_capacity
-        };
-        if fits() {
-            return true;
-        }
-        let deadline = Instant::now() + self.enqueue_timeout;
-        while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(50));
-            if fits() {
-                return true;
+    /// Queues a data message from a thread that may wait (the aggregation thread): while the
+    /// backend is over its hard limit but still writing, waits for room; a stalled backend
+    /// loses it as with [`offer`](Self::offer).
+    pub fn offer_patiently(&self, msg: Msg) -> Offer {
+        let weight = msg.weight();
+        loop {
+            let queued = self.stats.queued.load(Ordering::Relaxed);
+            if queued == 0 || queued + weight <= self.hard_limit() || self.is_stalled() {
+                return self.offer(msg);
             }
+            std::thread::sleep(Duration::from_micros(200));
         }
-        false
     }
 
-    fn full_for(&self) -> String {
-        format!(
-            "its queue stayed full for {:.1} s (the backend is slower than logging)",
-            self.enqueue_timeout.as_secs_f64()
-        )
+    /// What the queue may hold while the backend is still writing: twice its capacity, and
+    /// room for one more full batch.
+    fn hard_limit(&self) -> usize {
+        2 * self.capacity + BATCH_ROWS
     }
 
-    /// Counts what `msg` carried (each row of a batch) as dropped, after a failed send
-    /// (counted as queued) or a wait for room (not counted); warns once.
+    /// Whether the backend is over capacity and has written nothing for [`STALLED_AFTER`].
+    fn is_stalled(&self) -> bool {
+        let last = self.stats.progress.load(Ordering::Relaxed);
+        self.now_micros().saturating_sub(last) > STALLED_AFTER.as_micros() as u64
+    }
+
+    fn now_micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Whether a caller slowing down for this backend should keep waiting: it is over
+    /// capacity and still writing.
+    pub fn is_behind(&self) -> bool {
+        self.stats.queued.load(Ordering::Relaxed) > self.capacity && !self.is_stalled()
+    }
+
+    /// Counts what `msg` carried (each row of a batch) as dropped; warns once.
     fn dropped(&self, msg: &Msg, why: &str) {
         self.stats
             .dropped
-            .fetch_add(msg.rows().max(1) as u64, Ordering::Relaxed);
+            .fetch_add(msg.weight().max(1) as u64, Ordering::Relaxed);
         if !self.stats.drop_warned.swap(true, Ordering::Relaxed) {
             crate::warn!(
-                "ezpz: dropping data for backend `{}`: {why}; the count is reported at finish",
+                "ezpz: dropping data for backend `{}`: {why}; the other backends get every row, \
+                 and the count is in the run's summary",
                 self.name
             );
         }
@@ -200,23 +190,16 @@ impl WorkerHandle {
     /// Sends a control message (flush, finish); the answer arrives on the returned channel.
     ///
     /// # Errors
-    /// The queue stayed full until `deadline`, or the worker has stopped.
+    /// The worker has stopped.
     pub fn request(
         &self,
-        operation: &'static str,
         make: impl FnOnce(Sender<Result<()>>) -> Msg,
-        deadline: Instant,
-        cap: Duration,
     ) -> Result<Receiver<Result<()>>> {
-        let (reply_tx, reply_rx) = bounded(1);
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match self.tx.send_timeout(make(reply_tx), remaining) {
-            Ok(()) => Ok(reply_rx),
-            Err(SendTimeoutError::Timeout(_)) => Err(self.timeout(operation, cap)),
-            Err(SendTimeoutError::Disconnected(_)) => {
-                Err(Error::backend(&self.name, "its worker has stopped"))
-            }
-        }
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(make(reply_tx))
+            .map_err(|_| Error::backend(&self.name, "its worker has stopped"))?;
+        Ok(reply_rx)
     }
 
     /// Waits for the answer to [`request`](Self::request) until `deadline`.
@@ -230,22 +213,17 @@ impl WorkerHandle {
         deadline: Instant,
         cap: Duration,
     ) -> Result<()> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match reply.recv_timeout(remaining) {
+        match reply.recv_deadline(deadline) {
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(self.timeout(operation, cap)),
+            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout {
+                backend: self.name.clone(),
+                operation,
+                seconds: cap.as_secs_f64(),
+            }),
             Err(RecvTimeoutError::Disconnected) => Err(Error::backend(
                 &self.name,
                 "its worker stopped before answering",
             )),
-        }
-    }
-
-    fn timeout(&self, operation: &'static str, cap: Duration) -> Error {
-        Error::Timeout {
-            backend: self.name.clone(),
-            operation,
-            seconds: cap.as_secs_f64(),
         }
     }
 
@@ -256,7 +234,7 @@ impl WorkerHandle {
             return;
         };
         while !thread.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
         if thread.is_finished() {
             let _ = thread.join();
@@ -281,8 +259,9 @@ struct Worker {
     warned: HashSet<String>,
     suppressed: u64,
     dirty: bool,
-    /// Set after the backend panicked: it is not called again.
-    dead: bool,
+    /// Set after the backend panicked (what it said): it is not called again.
+    dead: Option<String>,
+    epoch: Instant,
 }
 
 impl Worker {
@@ -340,13 +319,13 @@ impl Worker {
 
     /// Handles one message; returns true when the worker must stop.
     fn handle(&mut self, msg: Msg) -> bool {
+        let weight = msg.weight();
         let result = match msg {
             Msg::Log(r) => {
                 let res = self.call("log", |b| b.log(&r));
                 if res.is_ok() {
                     self.stats.records.fetch_add(1, Ordering::Relaxed);
                 }
-                self.stats.queued_rows.fetch_sub(1, Ordering::Relaxed);
                 // Freed by the logging thread (see `staging`); dropped here once it is gone.
                 let _ = self.recycle.send(Returned::Row(r));
                 res
@@ -361,9 +340,6 @@ impl Worker {
                     }
                 }
                 self.stats.records.fetch_add(written, Ordering::Relaxed);
-                self.stats
-                    .queued_rows
-                    .fetch_sub(batch.len(), Ordering::Relaxed);
                 let _ = self.recycle.send(Returned::Batch(batch));
                 result
             }
@@ -393,6 +369,10 @@ impl Worker {
                 return true;
             }
         };
+        self.stats.queued.fetch_sub(weight, Ordering::Relaxed);
+        self.stats
+            .progress
+            .store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
         // Run identity changes rarely (a remote run gets created); refreshing it on the first
         // success and at every flush keeps `run_info()` off the per-record path.
         if !self.dirty && result.is_ok() {
@@ -402,11 +382,13 @@ impl Worker {
         false
     }
 
-    fn publish_run_info(&self) {
-        if self.dead {
+    fn publish_run_info(&mut self) {
+        if self.dead.is_some() {
             return;
         }
-        let info = self.backend.run_info();
+        let Ok(info) = self.call("run_info", |b| Ok(b.run_info())) else {
+            return;
+        };
         let mut slot = self
             .stats
             .run_info
@@ -417,32 +399,28 @@ impl Worker {
         }
     }
 
-    /// Calls the backend, turning errors and panics into one warning per distinct cause.
-    fn call(
+    /// Calls the backend, turning errors and panics into one warning per distinct cause; a
+    /// panic disables the backend (counted in its summary).
+    fn call<T>(
         &mut self,
         op: &'static str,
-        f: impl FnOnce(&mut dyn Backend) -> Result<()>,
-    ) -> Result<()> {
-        if self.dead {
+        f: impl FnOnce(&mut dyn Backend) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(panic) = &self.dead {
             return Err(Error::backend(
                 self.backend.name(),
-                "disabled after an earlier panic",
+                format!("disabled since it {panic}"),
             ));
         }
         let backend = &mut *self.backend;
         let result = match catch_unwind(AssertUnwindSafe(|| f(backend))) {
             Ok(r) => r,
             Err(panic) => {
-                self.dead = true;
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(Error::backend(
-                    self.backend.name(),
-                    format!("panicked in {op}: {what}; backend disabled"),
-                ))
+                let what = format!("panicked in {op}: {}", panic_text(&*panic));
+                self.stats.panics.fetch_add(1, Ordering::Relaxed);
+                let err = Error::backend(self.backend.name(), format!("{what}; backend disabled"));
+                self.dead = Some(what);
+                Err(err)
             }
         };
         if let Err(e) = &result {
@@ -462,4 +440,13 @@ impl Worker {
         }
         result
     }
+}
+
+/// A panic's message, when it has one.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
