@@ -324,7 +324,7 @@ fn group_sections(out: &mut String, input: &ReportInput<'_>) {
                 link_target(&map.file),
                 map.rows,
                 map.columns,
-                if input.plots.iter().any(|p| *p == Plotted::InHeatmap) {
+                if input.plots.contains(&Plotted::InHeatmap) {
                     " (plots per parameter: `ReportOptions::norm_plots`)"
                 } else {
                     ""

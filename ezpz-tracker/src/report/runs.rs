@@ -160,20 +160,28 @@ pub fn open_by_a_process(path: &Path) -> Option<bool> {
     Some(false)
 }
 
-/// Whether the run in `dir` is being written now.
-pub fn is_live(dir: &Path) -> bool {
-    let files = [dir.join(METRICS_JSONL), dir.join("metrics.csv")];
-    let mut unknown = false;
-    for f in files.iter().filter(|f| f.is_file()) {
-        match open_by_a_process(f) {
-            Some(true) => return true,
+/// Whether a process on this host writes the run in `dir`: `None` where `/proc` cannot
+/// tell (not Linux).
+fn written_by_a_process(dir: &Path) -> Option<bool> {
+    let mut answer = Some(false);
+    for f in [dir.join(METRICS_JSONL), dir.join("metrics.csv")] {
+        if !f.is_file() {
+            continue;
+        }
+        match open_by_a_process(&f) {
+            Some(true) => return Some(true),
             Some(false) => {}
-            None => unknown = true,
+            None => answer = None,
         }
     }
-    // Without /proc: a file written in the last minute stands for a live run.
-    unknown
-        && files.iter().any(|f| {
+    answer
+}
+
+/// Whether the run's metrics were written in the last minute.
+fn recently_written(dir: &Path) -> bool {
+    [dir.join(METRICS_JSONL), dir.join("metrics.csv")]
+        .iter()
+        .any(|f| {
             f.metadata()
                 .and_then(|m| m.modified())
                 .ok()
@@ -182,8 +190,19 @@ pub fn is_live(dir: &Path) -> bool {
         })
 }
 
+/// Whether the run in `dir` is being written now: a process on this host has its metrics
+/// open (Linux), or, where that cannot be seen, they were written in the last minute.
+pub fn is_live(dir: &Path) -> bool {
+    written_by_a_process(dir).unwrap_or_else(|| recently_written(dir))
+}
+
 /// How the run in `dir` stands (see [`RunState`]).
 pub fn run_state(dir: &Path) -> RunState {
+    let by_process = written_by_a_process(dir);
+    // Live first: a resumed run (`EZPZ_RESUME`) still has its earlier report.
+    if by_process == Some(true) {
+        return RunState::Running;
+    }
     if let Some(m) = ReportManifest::load(dir) {
         match m.status.as_deref() {
             Some("failed") => return RunState::Failed,
@@ -192,7 +211,7 @@ pub fn run_state(dir: &Path) -> RunState {
             _ => {}
         }
     }
-    if is_live(dir) {
+    if by_process.is_none() && recently_written(dir) {
         return RunState::Running;
     }
     let ended = RunIdentity::load(&dir.join(RUN_INFO_JSON))
@@ -561,7 +580,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(run.join("spool/mlflow/acked.log"), "1\n").unwrap();
-        assert_eq!(find_runs(dir.path(), 3), [run.clone()]);
+        assert_eq!(find_runs(dir.path(), 3), std::slice::from_ref(&run));
         let o = RunOverview::read(&run).unwrap();
         assert_eq!(o.state, RunState::Killed);
         assert_eq!((o.start_time, o.duration_s), (Some(100.0), Some(8.0)));

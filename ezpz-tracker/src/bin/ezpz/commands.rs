@@ -264,7 +264,7 @@ pub fn tail(run: &str, lines: usize, interval: f64) -> Outcome {
         let state = runs::run_state(&dir);
         let mut fresh = Vec::new();
         if file.seek(SeekFrom::Start(pos)).is_ok() {
-            let _ = (&mut file).read_to_end(&mut fresh);
+            let _ = file.read_to_end(&mut fresh);
         }
         pos += fresh.len() as u64;
         print_rows(&fresh, &mut partial);
