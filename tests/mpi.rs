@@ -453,3 +453,28 @@ fn mpi_different_models_are_refused_on_every_rank_np2() {
         );
     }
 }
+
+#[test]
+fn mpi_frozen_parameters_never_travel_and_ranks_stop_together_np2() {
+    let Some(program) = probe("ddp") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = mpirun(2, program, &["frozen", dir.path().to_str().unwrap()]);
+    // Only the output layer trains: its 8 weights and 1 bias, plus 2 presence counts; the
+    // hidden layer's 4 × 8 + 8 values are never sent.
+    let sent: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("SENT "))
+        .collect();
+    assert_eq!(sent.len(), 2 * 3, "{}", run.stdout);
+    assert!(sent.iter().all(|l| l.ends_with(" values=11")), "{sent:?}");
+    // Rank 1 alone wanted to stop after step 2: both stopped there, together.
+    for r in 0..2 {
+        let stopped = format!("STOPPED rank={r} step=2");
+        assert!(run.stdout.contains(&stopped), "{}", run.stdout);
+        let same = format!("HIDDEN rank={r} same=true");
+        assert!(run.stdout.contains(&same), "{}", run.stdout);
+    }
+}

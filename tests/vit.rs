@@ -234,11 +234,14 @@ fn mnist_idx_files_train_in_one_process() {
     let out = output_within(cmd, LIMIT);
     assert_success(&out);
 
-    // 40 images / batch 4 = 10 steps per epoch, 2 epochs; 12 / 4 = 3 validation steps each.
+    // 40 images / batch 4 = 10 steps per epoch, 2 epochs; validation once per epoch.
     let rows = jsonl_rows(&outdir);
     let train_rows = rows.iter().filter(|r| r.contains_key("train/loss")).count();
-    let valid_rows = rows.iter().filter(|r| r.contains_key("valid/loss")).count();
-    assert_eq!((train_rows, valid_rows), (20, 6), "rows per split");
+    let valid_rows = rows
+        .iter()
+        .filter(|r| r.contains_key("valid/epoch/loss"))
+        .count();
+    assert_eq!((train_rows, valid_rows), (20, 2), "rows per split");
     let keys = all_keys(&rows);
     for key in [
         "train/accuracy",

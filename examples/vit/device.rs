@@ -42,7 +42,7 @@ impl DeviceName {
             #[cfg(not(feature = "wgpu"))]
             DeviceName::Wgpu => missing("wgpu"),
             #[cfg(feature = "cuda")]
-            DeviceName::Cuda => Ok(Device::cuda(local_rank)),
+            DeviceName::Cuda => Ok(Device::cuda(ezpz_burn::gpu_index(local_rank))),
             #[cfg(not(feature = "cuda"))]
             DeviceName::Cuda => missing("cuda"),
         }

@@ -21,13 +21,13 @@ mod device;
 mod dist;
 mod metrics;
 mod model;
+mod overhead;
 mod plan;
 mod progress;
 mod schedule;
 mod summary;
 mod timing;
 mod train;
-mod watch;
 
 use std::error::Error;
 use std::path::Path;
@@ -38,7 +38,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::optim::AdamWConfig;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
-use ezpz_burn::Attach;
+use ezpz_burn::{Attach, SupervisedTrainingExt, Watch};
 use ezpz_tracker::{Tracker, TrackerBuilder};
 
 use crate::cli::{Args, RunConfig};
@@ -49,7 +49,6 @@ use crate::plan::Plan;
 use crate::progress::{Mode, Progress, SharedResults};
 use crate::schedule::WarmupCosine;
 use crate::train::{Classifier, StepHooks};
-use crate::watch::NormWatch;
 
 fn main() -> ExitCode {
     // Warnings (ezpz's included) on stderr; `RUST_LOG` refines.
@@ -98,11 +97,11 @@ fn run(config: RunConfig) -> Result<ExitCode, Box<dyn Error>> {
     device.seed(config.seed);
     let vit = dist.broadcast(config.model.init(&device.clone().autodiff()))?;
     let num_params = burn::module::Module::num_params(&vit);
-    let (logger, _progress) = Attach::new(&tracker).finish_at_end(false).loggers();
+    let watch = Watch::new(&tracker).log_freq(config.watch_freq as u64);
     let hooks = StepHooks {
         clock: Default::default(),
         dist: dist.clone(),
-        watch: NormWatch::new(config.watch_freq as u64, &tracker),
+        watch: watch.clone(),
     };
     let model = Classifier::new(vit, hooks);
     if rank.is_main() {
@@ -144,8 +143,9 @@ fn run(config: RunConfig) -> Result<ExitCode, Box<dyn Error>> {
     let forward_flops = config.model.forward_flops();
     let mode = Mode::detect(rank.is_main(), config.log_freq, plan.total_steps);
     let results = SharedResults::default();
-    // burn writes nothing there: ezpz's logger replaces its file logger, checkpoints are off
-    // and its application log is not installed (main owns `tracing`).
+    // burn writes nothing there: its metric files are off (ezpz's HistoryLogger answers
+    // burn's reads), checkpoints are off and its application log is not installed (main
+    // owns `tracing`).
     let burn_dir = tracker
         .outdir()
         .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
@@ -155,14 +155,19 @@ fn run(config: RunConfig) -> Result<ExitCode, Box<dyn Error>> {
         .metric_train_numeric(StepMetric::new(StepFigure::StepTime))
         .metric_train_numeric(StepMetric::new(StepFigure::Throughput))
         .metric_train_numeric(StepMetric::new(StepFigure::Tflops { forward_flops }))
-        .with_metric_logger(logger)
         .with_application_logger(None)
-        .renderer(Box::new(Progress::new(
-            mode,
-            config.batch_size,
-            results.clone(),
-        )))
-        .num_epochs(plan.epochs);
+        .num_epochs(plan.epochs)
+        .with_ezpz(
+            Attach::new(&tracker)
+                .finish_at_end(false)
+                .burn_files(false)
+                .watch(&watch)
+                .renderer(Box::new(Progress::new(
+                    mode,
+                    config.batch_size,
+                    results.clone(),
+                ))),
+        );
 
     let started = Instant::now();
     let result = training.launch(Learner::new(model, optim, schedule));
@@ -173,6 +178,8 @@ fn run(config: RunConfig) -> Result<ExitCode, Box<dyn Error>> {
 
     // Every rank logs its checksum (the tracker adds the cross-rank /mean|min|max|std) and
     // checks all of them: equal parameters everywhere, or a failed run on every rank.
+    // Before the tracker finishes, while its threads are still there to be measured.
+    let overhead = overhead::Overhead::measure();
     let checksum = checksum::param_checksum(&result.model);
     tracker.log_at(plan.total_steps as u64, [("dist/param_checksum", checksum)]);
     let (identical, stats) = dist::replicas_identical(&dist.gather(checksum));
@@ -191,6 +198,15 @@ fn run(config: RunConfig) -> Result<ExitCode, Box<dyn Error>> {
                 checksum,
             },
             &tracking,
+        );
+    }
+    if let (true, Some(o)) = (rank.is_main(), overhead) {
+        println!(
+            "tracking cpu: {:.2}% of {:.2} s process CPU (ezpz threads {:.3} s, ezpz hooks on burn's threads {:.3} s)",
+            o.percent(),
+            o.process,
+            o.ezpz_threads,
+            o.hooks
         );
     }
     if !identical {

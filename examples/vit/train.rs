@@ -15,7 +15,7 @@ use crate::dist::Dist;
 use crate::metrics::StepInput;
 use crate::model::Vit;
 use crate::timing::{StepClock, StepTiming};
-use crate::watch::NormWatch;
+use ezpz_burn::Watch;
 
 /// What runs beside each training step; cloned with the model (everything shared).
 #[derive(Clone)]
@@ -25,7 +25,7 @@ pub struct StepHooks {
     /// Averages gradients across ranks.
     pub dist: Dist,
     /// Parameter and gradient norms every `--watch-freq` steps.
-    pub watch: NormWatch,
+    pub watch: Watch,
 }
 
 impl std::fmt::Debug for StepHooks {
@@ -102,7 +102,14 @@ impl TrainStep for Classifier {
     ) -> Self {
         let hooks = self.hooks.clone();
         let grads = hooks.dist.average(&self, grads);
-        hooks.watch.observe(&self, &grads, &hooks.dist);
+        // With several ranks, each rank's own gradient norm across ranks joins the norms'
+        // row: a collective, so every rank decides the same way whether it runs.
+        let spread = if hooks.watch.logs_norms_next() {
+            hooks.dist.local_grad_norm_stats()
+        } else {
+            Vec::new()
+        };
+        hooks.watch.observe_with(&self, &grads, |_| spread);
         let model = optim.step(lr, self, grads);
         hooks.clock.finish();
         model

@@ -1,65 +1,155 @@
-//! One call attaching ezpz to a burn `SupervisedTraining`: metric logger, progress logger,
-//! and finishing the tracker when training is over.
+//! One call attaching ezpz to burn's `SupervisedTraining` (and its `Evaluator`).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use burn::train::logger::FileMetricLogger;
-use burn::train::{LearnerModel, SupervisedTraining};
+use burn::train::renderer::{default_renderer, MetricsRenderer};
+use burn::train::{
+    EvaluatorBuilder, EvaluatorComponentTypes, Interrupter, LearnerModel, SupervisedTraining,
+};
 use ezpz_tracker::Tracker;
 
-use crate::{EzpzMetricLogger, EzpzProgressLogger};
+use crate::record::{resume, Recorder, RecorderOptions, WatchQueue};
+use crate::{EzpzRenderer, HistoryLogger, Watch};
 
-/// What [`with_ezpz`](SupervisedTrainingExt::with_ezpz) attaches; `&Tracker` converts into the
-/// defaults: `.with_ezpz(Attach::new(&tracker).finish_at_end(false).keep_burn_files(dir))`.
-#[derive(Debug, Clone)]
+/// What [`with_ezpz`](SupervisedTrainingExt::with_ezpz) attaches, and how; `&Tracker`
+/// converts into the defaults:
+/// `.with_ezpz(Attach::new(&tracker).grads_accumulation(4).watch(&watch))`.
 pub struct Attach {
     tracker: Tracker,
     finish_at_end: bool,
-    burn_files: Option<PathBuf>,
+    burn_files: bool,
+    devices: usize,
+    accumulation: usize,
+    watch: Option<Watch>,
+    renderer: Option<Box<dyn MetricsRenderer>>,
+}
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attach")
+            .field("finish_at_end", &self.finish_at_end)
+            .field("burn_files", &self.burn_files)
+            .field("devices", &self.devices)
+            .field("accumulation", &self.accumulation)
+            .field("watch", &self.watch.is_some())
+            .field("renderer", &self.renderer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Attach {
-    /// The defaults: finish the tracker when training ends, no burn metric files.
+    /// The defaults: burn's own metric files kept, one batch per optimizer step, the
+    /// [installed](Watch::install) watch linked when it writes to this tracker, burn's
+    /// default renderer wrapped, the tracker finished when training ends.
     pub fn new(tracker: &Tracker) -> Self {
         Attach {
             tracker: tracker.clone(),
             finish_at_end: true,
-            burn_files: None,
+            burn_files: true,
+            devices: 1,
+            accumulation: 1,
+            watch: None,
+            renderer: None,
         }
     }
 
-    /// Whether to finish the tracker once training has ended and burn has delivered its last
-    /// metric (default `true`). Say `false` to log more (a test evaluation, artifacts) after
-    /// `launch` returns, then call [`Tracker::finish`] yourself.
+    /// Whether to finish the tracker once training (or, attached to an `Evaluator`,
+    /// evaluation) has ended (default `true`). Say `false` to log more (a test evaluation,
+    /// artifacts) afterwards, then call [`Tracker::finish`] yourself.
     pub fn finish_at_end(mut self, yes: bool) -> Self {
         self.finish_at_end = yes;
         self
     }
 
-    /// Also register burn's `FileMetricLogger` writing into `dir` (pass the training's
-    /// artifact directory). Registering any logger removes burn's default one, so without this
-    /// burn writes no `train/epoch-N/*.log` files and `.summary()` finds nothing to summarize.
-    pub fn keep_burn_files(mut self, dir: impl AsRef<Path>) -> Self {
-        self.burn_files = Some(dir.as_ref().to_path_buf());
+    /// Whether burn keeps its own `FileMetricLogger` (default `true`): `train/epoch-N/*.log`
+    /// in the training directory, which `.summary()` reads and which answers burn's metric
+    /// history across a resume. `false` registers a [`HistoryLogger`] instead (no files; it
+    /// answers from memory and, after a resume, from the tracker's `metrics.jsonl`).
+    pub fn burn_files(mut self, yes: bool) -> Self {
+        self.burn_files = yes;
         self
     }
 
-    /// The two loggers, sharing the end-of-run bookkeeping, for callers that register them
-    /// themselves.
-    pub fn loggers(&self) -> (EzpzMetricLogger, EzpzProgressLogger) {
-        let mut logger = EzpzMetricLogger::new(&self.tracker);
-        let mut progress = EzpzProgressLogger::new(&self.tracker);
-        if self.finish_at_end {
-            let run_end = Arc::new(RunEnd {
-                tracker: self.tracker.clone(),
-                ended: AtomicBool::new(false),
-            });
-            logger = logger.with_run_end(run_end.clone());
-            progress = progress.with_run_end(run_end);
+    /// The `n` given to burn's `.grads_accumulation(n)`: `n` batches make one optimizer step.
+    pub fn grads_accumulation(mut self, n: usize) -> Self {
+        self.accumulation = n.max(1);
+        self
+    }
+
+    /// The number of devices of burn's multi-device or DDP strategy: each optimizer step
+    /// takes one batch per device.
+    pub fn devices(mut self, n: usize) -> Self {
+        self.devices = n.max(1);
+        self
+    }
+
+    /// Links `watch`: its rows join the batch rows of the same step, and its steps continue
+    /// the run's step axis (by default the installed watch is linked when it writes to this
+    /// tracker).
+    pub fn watch(mut self, watch: &Watch) -> Self {
+        self.watch = Some(watch.clone());
+        self
+    }
+
+    /// The renderer to wrap instead of burn's default (there is one renderer slot: pass your
+    /// own here rather than calling `.renderer(..)`, which would replace ezpz's).
+    pub fn renderer(mut self, renderer: Box<dyn MetricsRenderer>) -> Self {
+        self.renderer = Some(renderer);
+        self
+    }
+
+    /// The step the run is at: the tracker's last step, or after a resume the last step in
+    /// the output directory's `metrics.jsonl`, whichever is later.
+    fn base_step(&self) -> u64 {
+        let tracker = self.tracker.next_step().saturating_sub(1);
+        let earlier = self
+            .tracker
+            .outdir()
+            .and_then(resume::last_logged_step)
+            .unwrap_or(0);
+        tracker.max(earlier)
+    }
+
+    fn linked_watch(&self) -> Option<Watch> {
+        self.watch
+            .clone()
+            .or_else(|| Watch::installed().filter(|w| w.writes_to(&self.tracker)))
+    }
+
+    /// The renderer that feeds the tracker, wrapping this attach's renderer or `fallback`.
+    pub(crate) fn into_renderer(
+        mut self,
+        fallback: impl FnOnce() -> Box<dyn MetricsRenderer>,
+    ) -> EzpzRenderer {
+        let base_step = self.base_step();
+        let queue = self.linked_watch().map(|watch| {
+            let queue = Arc::new(WatchQueue::default());
+            watch.link(queue.clone(), base_step);
+            queue
+        });
+        let recorder = Recorder::new(
+            &self.tracker,
+            RecorderOptions {
+                base_step,
+                devices: self.devices,
+                accumulation: self.accumulation,
+                finish_at_end: self.finish_at_end,
+                queue,
+            },
+        );
+        let inner = self.renderer.take().unwrap_or_else(fallback);
+        EzpzRenderer::new(inner, recorder)
+    }
+
+    fn history(&self) -> Option<HistoryLogger> {
+        if self.burn_files {
+            return None;
         }
-        (logger, progress)
+        let logger = HistoryLogger::new();
+        Some(match self.tracker.outdir() {
+            Some(dir) => logger.with_earlier_run(dir),
+            None => logger,
+        })
     }
 }
 
@@ -77,49 +167,40 @@ impl From<Tracker> for Attach {
 
 /// Adds [`with_ezpz`](SupervisedTrainingExt::with_ezpz) to burn's `SupervisedTraining`.
 pub trait SupervisedTrainingExt: Sized {
-    /// Sends burn's metrics and progress to the tracker: registers an [`EzpzMetricLogger`]
-    /// (after burn's `FileMetricLogger` when [`Attach::keep_burn_files`] is set) and an
-    /// [`EzpzProgressLogger`], and by default finishes the tracker once training has ended.
+    /// Sends burn's metrics and progress to the tracker, on one step axis: installs an
+    /// [`EzpzRenderer`] wrapping burn's default renderer (or [`Attach::renderer`]'s), keeps
+    /// burn's `FileMetricLogger` (unless [`Attach::burn_files`] says no) and leaves the
+    /// progress-logger slot to you. Call it last among the renderer settings.
     fn with_ezpz(self, attach: impl Into<Attach>) -> Self;
 }
 
 impl<M: LearnerModel> SupervisedTrainingExt for SupervisedTraining<M> {
     fn with_ezpz(self, attach: impl Into<Attach>) -> Self {
         let attach = attach.into();
-        let (logger, progress) = attach.loggers();
-        let training = match &attach.burn_files {
-            Some(dir) => self.with_metric_logger(FileMetricLogger::new(dir)),
+        let interrupter = self.interrupter();
+        let training = match attach.history() {
+            Some(history) => self.with_metric_logger(history),
             None => self,
         };
-        training
-            .with_metric_logger(logger)
-            .with_progress_logger(progress)
+        let renderer = attach.into_renderer(|| default_renderer(interrupter, None));
+        training.renderer(Box::new(renderer))
     }
 }
 
-/// Finishes the tracker when the last of the attached loggers goes away after training ended.
-///
-/// burn calls the progress logger's `end` on its event thread while its metric-store thread
-/// may still be delivering the last epoch's metrics; burn drops both loggers only once
-/// everything is delivered, so finishing on the last drop loses nothing.
-pub(crate) struct RunEnd {
-    tracker: Tracker,
-    ended: AtomicBool,
+/// Adds [`with_ezpz`](EvaluatorBuilderExt::with_ezpz) to burn's `EvaluatorBuilder`: the
+/// test split's metrics go to the tracker as `test/<metric>` (`test/<name>/<metric>` for an
+/// evaluation named other than "test"), at the run's current step.
+pub trait EvaluatorBuilderExt: Sized {
+    /// Installs an [`EzpzRenderer`] wrapping burn's default renderer (or
+    /// [`Attach::renderer`]'s).
+    fn with_ezpz(self, attach: impl Into<Attach>) -> Self;
 }
 
-impl RunEnd {
-    pub(crate) fn training_ended(&self) {
-        self.ended.store(true, Ordering::Release);
-    }
-}
-
-impl Drop for RunEnd {
-    fn drop(&mut self) {
-        if !self.ended.load(Ordering::Acquire) {
-            return;
-        }
-        if let Err(e) = self.tracker.finish() {
-            ezpz_tracker::warn!("ezpz: finishing the run at the end of training: {e}");
-        }
+impl<EC: EvaluatorComponentTypes> EvaluatorBuilderExt for EvaluatorBuilder<EC> {
+    fn with_ezpz(self, attach: impl Into<Attach>) -> Self {
+        let renderer = attach
+            .into()
+            .into_renderer(|| default_renderer(Interrupter::new(), None));
+        self.renderer(Box::new(renderer))
     }
 }

@@ -43,6 +43,42 @@ pub fn device_by_name(name: &str) -> Result<Device> {
     }
 }
 
+/// The GPU index a process that is `local_rank` on its node opens: 0 when
+/// `CUDA_VISIBLE_DEVICES` lists exactly one device (the launcher gave this rank its own),
+/// otherwise `local_rank` modulo the number of listed devices, or `local_rank` when the
+/// variable is unset or empty.
+pub fn gpu_index(local_rank: usize) -> usize {
+    gpu_index_with(
+        local_rank,
+        std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+    )
+}
+
+fn gpu_index_with(local_rank: usize, visible: Option<&str>) -> usize {
+    let listed = visible
+        .map(|v| v.split(',').filter(|d| !d.trim().is_empty()).count())
+        .unwrap_or(0);
+    match listed {
+        0 => local_rank,
+        n => local_rank % n,
+    }
+}
+
+/// [`device_by_name`] for the process that is `local_rank` on its node: `cuda` opens
+/// [`gpu_index`]`(local_rank)`; the others ignore the rank (wgpu opens its default adapter).
+///
+/// # Errors
+/// [`Error::Device`] for a name this build does not offer.
+pub fn device_for_local_rank(name: &str, local_rank: usize) -> Result<Device> {
+    let index = gpu_index(local_rank);
+    let _ = index; // only GPU backends use it
+    match name {
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(index)),
+        other => device_by_name(other),
+    }
+}
+
 /// The name of this build's CPU device: `ndarray` when the `ndarray` feature is on (what the
 /// test suite runs on), `flex` otherwise.
 pub fn cpu_device_name() -> &'static str {
@@ -61,6 +97,16 @@ pub fn cpu_device() -> Device {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_visible_gpu_per_rank_is_device_zero() {
+        assert_eq!(gpu_index_with(3, Some("5")), 0);
+        assert_eq!(gpu_index_with(3, Some("0,1")), 1);
+        assert_eq!(gpu_index_with(2, Some("0,1,2,3")), 2);
+        assert_eq!(gpu_index_with(2, None), 2);
+        assert_eq!(gpu_index_with(2, Some("")), 2);
+        assert!(device_for_local_rank("flex", 3).is_ok());
+    }
 
     #[test]
     fn unknown_names_say_what_is_offered() {

@@ -127,25 +127,42 @@
 //!
 //! ## What `with_ezpz` does
 //!
-//! [`with_ezpz`](SupervisedTrainingExt::with_ezpz) registers an [`EzpzMetricLogger`] and an
-//! [`EzpzProgressLogger`]; by default the tracker is finished once training has ended and
-//! burn has delivered its last metric ([`Attach::finish_at_end`]).
+//! [`with_ezpz`](SupervisedTrainingExt::with_ezpz) installs an [`EzpzRenderer`] in burn's
+//! renderer slot, wrapping burn's default renderer (or yours, [`Attach::renderer`]): burn calls
+//! its renderer on one thread, in order, with every metric value, every batch boundary and
+//! every split's end (burn-train `src/metric/processor/full.rs`). It registers no metric
+//! logger, so burn keeps its own `FileMetricLogger` (`.summary()`, and the metric history
+//! that early stopping and `MetricCheckpointingStrategy` read, also across a resume);
+//! [`Attach::burn_files(false)`](Attach::burn_files) turns those files off and registers a
+//! [`HistoryLogger`] instead. The progress-logger slot stays yours. By default the tracker is
+//! finished when training ends ([`Attach::finish_at_end`]).
+//!
+//! **One step axis.** Every row is logged at the global step: the optimizer step, counted
+//! once per optimizer update (a batch with the default single-device strategy; say
+//! [`Attach::grads_accumulation`] and [`Attach::devices`] when burn steps less often), and
+//! every row carries `epoch`:
 //!
 //! | key | step | from |
 //! |---|---|---|
-//! | `train/<metric>`, `valid/<metric>` | batch count of that split, from 1, across epochs | every burn metric, per batch |
-//! | `train/epoch/<metric>`, `valid/epoch/<metric>` | epoch | burn's end-of-epoch value |
-//! | `train/progress`, `train/items_per_sec`, `epoch` (and `valid/…`) | batch count | progress logger |
-//! | `train/epoch/items_per_sec`, `train/epoch/duration_s` (and `valid/…`) | epoch | progress logger |
-//! | config `burn.total_epochs`, `burn.epochs_completed`, `burn.duration_s`, … | — | progress logger |
+//! | `train/<metric>`, `train/items_per_sec` | the optimizer step of the batch (mean over its batches with accumulation or several devices) | every burn training metric |
+//! | `train/epoch/<metric>`, `train/epoch/duration_s`, `train/epoch/items_per_sec` | the last step of the epoch | burn's end-of-epoch value |
+//! | `valid/epoch/<metric>`, `valid/epoch/duration_s`, `valid/epoch/items_per_sec` | the same step (validation runs after it) | burn's end-of-epoch value |
+//! | `test/<metric>` ([`EvaluatorBuilderExt::with_ezpz`]) | the run's current step | the mean over the test split, as burn computes it |
+//! | `params/…`, `grads/…` ([`Watch`]) | the optimizer step it observed | `TrainStep::optimize` |
+//! | config `burn.metrics.<metric>` (name, unit, `higher_is_better`), `burn.total_epochs`, `burn.starting_step`, `burn.epochs_completed`, `burn.last_step`, … | — | burn's metric definitions and progress |
 //!
-//! `<metric>` is burn's metric name in lower case, other characters than letters, digits, `-`
-//! and `.` replaced by `_` ([`key_segment`]): `Loss` → `loss`, `Learning Rate` →
-//! `learning_rate`. burn's end-of-epoch call is not counted as a batch, so no step is added per
-//! epoch. burn reads metric history back for early stopping and metric-based checkpoints; the
-//! logger answers from memory, so it may be the only one. Registering any logger removes
-//! burn's default `FileMetricLogger`: [`Attach::keep_burn_files`] registers it again beside
-//! ours (needed for burn's `.summary()`).
+//! The end of a split is burn's `end_split` call, whatever entries the metrics report (a
+//! split with only AUROC is fine). Validation values are logged once per epoch: burn's
+//! per-batch validation values are running values of one fixed model, and all would share
+//! the step. `<metric>` is burn's metric name in lower case, other characters than letters,
+//! digits, `-` and `.` replaced by `_` ([`key_segment`]): `Loss` → `loss`, `Learning Rate` →
+//! `learning_rate`.
+//!
+//! **Resume.** A training resumed with burn's `.checkpoint(k)` continues the step axis: after
+//! the last step of a resumed tracker (`TrackerBuilder::resume(true)`), and at least after the
+//! optimizer steps of the epochs before `k` (counted from the batches per epoch); burn's
+//! files (or the [`HistoryLogger`], from `metrics.jsonl`) answer for the epochs before the
+//! resume, so `MetricCheckpointingStrategy` keeps the best checkpoint.
 //!
 //! ## Watch
 //!
@@ -211,21 +228,31 @@
 //! burn's pure-Rust `flex` CPU backend is always built.
 #![warn(missing_docs)]
 
+mod aggregate;
 mod attach;
+mod cost;
 #[cfg(any(feature = "mpi", test))]
 pub mod ddp;
 mod device;
 mod error;
 mod logger;
-mod progress;
+mod record;
+mod renderer;
 #[cfg(test)]
 mod test_support;
 mod watch;
 
-pub use attach::{Attach, SupervisedTrainingExt};
-pub use device::{cpu_device, cpu_device_name, device_by_name, device_names};
+/// The tracker crate, re-exported: depend on `ezpz-burn` alone and name
+/// `ezpz_burn::tracker::TrackerBuilder`.
+pub use ezpz_tracker as tracker;
+
+pub use attach::{Attach, EvaluatorBuilderExt, SupervisedTrainingExt};
+pub use cost::hook_cpu_time;
+pub use device::{
+    cpu_device, cpu_device_name, device_by_name, device_for_local_rank, device_names, gpu_index,
+};
 pub use error::{Error, Result};
 pub use logger::keys::{key_segment, split_prefix};
-pub use logger::EzpzMetricLogger;
-pub use progress::EzpzProgressLogger;
-pub use watch::{norms, observe, Norms, ParamNorm, Watch, DEFAULT_LOG_FREQ};
+pub use logger::HistoryLogger;
+pub use renderer::EzpzRenderer;
+pub use watch::{norms, observe, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ};

@@ -1,134 +1,163 @@
-//! A real burn `SupervisedTraining` run with ezpz attached, read back from a `MemoryBackend`.
+//! Real burn `SupervisedTraining` runs with ezpz attached, read back from a `MemoryBackend`
+//! (and burn's own files).
 
 mod common;
+
+use std::path::Path;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::InMemDataset;
 use burn::optim::SgdConfig;
+use burn::train::checkpoint::MetricCheckpointingStrategy;
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::LossMetric;
-use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
-use common::{memory_tracker, rows, Net, RowBatcher};
-use ezpz_burn::{Attach, SupervisedTrainingExt, Watch};
-use ezpz_tracker::{MemoryBackend, RunStatus};
+use burn::train::{
+    EvaluatorBuilder, ExecutionStrategy, Learner, MetricEarlyStoppingStrategy, MultiDeviceOptim,
+    StoppingCondition, SupervisedTraining,
+};
+use common::{memory_tracker, rows, CaptureRenderer, Net, RowBatcher};
+use ezpz_burn::{Attach, EvaluatorBuilderExt, SupervisedTrainingExt, Watch};
+use ezpz_tracker::{MemoryBackend, RunStatus, Tracker};
 
 const TRAIN_ROWS: usize = 40;
 const VALID_ROWS: usize = 16;
 const BATCH: usize = 8;
 const TRAIN_BATCHES: u64 = (TRAIN_ROWS / BATCH) as u64;
-const VALID_BATCHES: u64 = (VALID_ROWS / BATCH) as u64;
 
-/// Trains `Net` with ezpz attached through `attach`; returns what the tracker received.
-fn train(
+/// Trains `Net` (watched by `watch`, if any) in `dir`; `configure` attaches ezpz.
+fn train_in(
+    dir: &Path,
     epochs: usize,
     lr: f64,
-    configure: impl FnOnce(
-        SupervisedTraining<Net>,
-        &ezpz_tracker::Tracker,
-        &std::path::Path,
-    ) -> SupervisedTraining<Net>,
-) -> (MemoryBackend, ezpz_tracker::Tracker, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let (tracker, memory) = memory_tracker();
+    watch: Option<Watch>,
+    configure: impl FnOnce(SupervisedTraining<Net>) -> SupervisedTraining<Net>,
+) -> Net {
     let device = ezpz_burn::cpu_device().autodiff();
     let mut net = Net::new(&device, 2);
-    net.watch = Some(Watch::new(&tracker).log_freq(1));
+    net.watch = watch;
     let train = DataLoaderBuilder::new(RowBatcher)
         .batch_size(BATCH)
         .build(InMemDataset::new(rows(TRAIN_ROWS, 1)));
     let valid = DataLoaderBuilder::new(RowBatcher)
         .batch_size(BATCH)
         .build(InMemDataset::new(rows(VALID_ROWS, 2)));
-    let training = SupervisedTraining::new(dir.path(), train, valid)
+    let training = SupervisedTraining::new(dir, train, valid)
         .metrics((LossMetric::new(),))
         .num_epochs(epochs)
         .with_application_logger(None);
-    let training = configure(training, &tracker, dir.path());
-    let result = training.launch(Learner::new(net, SgdConfig::new().init(), lr));
+    let result = configure(training).launch(Learner::new(net, SgdConfig::new().init(), lr));
     assert!(
         result.error.is_none(),
         "training failed: {:?}",
         result.error
     );
-    (memory, tracker, dir)
+    result.model
 }
 
 fn steps(series: &[(u64, f64)]) -> Vec<u64> {
     series.iter().map(|p| p.0).collect()
 }
 
-#[test]
-fn every_batch_arrives_once_with_epoch_summaries_progress_and_watch() {
-    let (memory, tracker, dir) = train(2, 0.05, |t, tracker, dir| {
-        t.with_ezpz(Attach::new(tracker).keep_burn_files(dir))
-    });
-    let snap = memory.snapshot();
-
-    // One step per batch, 1..=N across both epochs: no phantom step for burn's end-of-epoch call.
-    let train_loss = snap.series("train/loss");
-    assert_eq!(
-        steps(&train_loss),
-        (1..=2 * TRAIN_BATCHES).collect::<Vec<_>>()
-    );
-    assert!(train_loss.iter().all(|p| p.1.is_finite() && p.1 > 0.0));
-    let valid_loss = snap.series("valid/loss");
-    assert_eq!(
-        steps(&valid_loss),
-        (1..=2 * VALID_BATCHES).collect::<Vec<_>>()
-    );
-
-    // Epoch values at step = epoch; with equal batches, the epoch loss is the batch mean.
-    let epoch_loss = snap.series("train/epoch/loss");
-    assert_eq!(steps(&epoch_loss), [1, 2]);
-    for (epoch, value) in &epoch_loss {
-        let from = ((epoch - 1) * TRAIN_BATCHES) as usize;
-        let batches = &train_loss[from..from + TRAIN_BATCHES as usize];
-        let mean = batches.iter().map(|p| p.1).sum::<f64>() / TRAIN_BATCHES as f64;
-        assert!(
-            (value - mean).abs() < 1e-6 * mean,
-            "epoch {epoch}: {value} vs {mean}"
-        );
-    }
-    assert_eq!(steps(&snap.series("valid/epoch/loss")), [1, 2]);
-
-    // Progress: per batch at the same steps, plus the run's start and end in the config.
-    let progress = snap.series("train/progress");
-    assert_eq!(steps(&progress), steps(&train_loss));
-    assert_eq!(progress[TRAIN_BATCHES as usize - 1].1, 1.0);
-    assert_eq!(snap.series("epoch").last().map(|p| p.1), Some(2.0));
-    assert_eq!(steps(&snap.series("valid/epoch/items_per_sec")), [1, 2]);
-    assert_eq!(snap.config["burn"]["total_epochs"], 2);
-    assert_eq!(snap.config["burn"]["epochs_completed"], 2);
-
-    // Watch: every optimizer step, the frozen layer without gradient norm.
-    let global = snap.series("grads/global_norm");
-    assert_eq!(steps(&global), steps(&train_loss));
-    assert!(global.iter().all(|p| p.1 > 0.0));
-    assert_eq!(
-        snap.series("grads/norm/encoder.layers.1.proj.weight").len(),
-        10
-    );
-    assert_eq!(snap.series("params/norm/frozen.weight").len(), 10);
-    assert!(snap.series("grads/norm/frozen.weight").is_empty());
-
-    // The tracker was finished once burn delivered everything.
-    assert_eq!(snap.finished, Some(RunStatus::Finished));
-    assert!(tracker.is_finished());
-
-    // burn's own files were kept beside ours, with the same per-batch values.
-    let file = std::fs::read_to_string(dir.path().join("train/epoch-2/Loss.log")).unwrap();
-    let lines: Vec<&str> = file.lines().collect();
-    assert_eq!(lines.len(), TRAIN_BATCHES as usize + 1, "{file}");
-    assert!(lines.last().unwrap().ends_with(",final"));
-    let first: f64 = lines[0].split(',').next().unwrap().parse().unwrap();
-    assert_eq!(first, train_loss[TRAIN_BATCHES as usize].1);
+/// burn's own per-batch entries of one epoch (`v,count` lines), as (value, count).
+fn burn_batches(dir: &Path, split: &str, epoch: usize) -> Vec<(f64, f64)> {
+    let path = dir.join(format!("{split}/epoch-{epoch}/Loss.log"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    text.lines()
+        .filter(|l| !l.ends_with(",final"))
+        .map(|l| {
+            let (v, n) = l.split_once(',').unwrap();
+            (v.parse().unwrap(), n.parse().unwrap())
+        })
+        .collect()
 }
 
 #[test]
-fn early_stopping_reads_history_from_our_logger_alone() {
+fn every_key_is_on_the_optimizer_step_with_accumulation_and_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tracker, memory) = memory_tracker();
+    let watch = Watch::new(&tracker).log_freq(1);
+    let attach = Attach::new(&tracker).grads_accumulation(2).watch(&watch);
+    train_in(dir.path(), 2, 0.05, Some(watch), |t| {
+        t.grads_accumulation(2).with_ezpz(attach)
+    });
+    let snap = memory.snapshot();
+
+    // 5 batches, 2 accumulated: optimizer steps of 2, 2 and 1 batches per epoch.
+    let per_epoch = TRAIN_BATCHES.div_ceil(2);
+    let all: Vec<u64> = (1..=2 * per_epoch).collect();
+    let train_loss = snap.series("train/loss");
+    assert_eq!(steps(&train_loss), all);
+    // A step's value is the mean over its batches, as burn weighs them.
+    let batches = burn_batches(dir.path(), "train", 1);
+    let (v1, n1) = batches[0];
+    let (v2, n2) = batches[1];
+    let mean = (v1 * n1 + v2 * n2) / (n1 + n2);
+    assert!(
+        (train_loss[0].1 - mean).abs() <= 1e-12 * mean,
+        "{train_loss:?} vs {mean}"
+    );
+    assert_eq!(
+        train_loss[2].1, batches[4].0,
+        "a one-batch step keeps its value"
+    );
+
+    // Epoch values at the epoch's last step, validation's included; no per-batch validation.
+    let ends = [per_epoch, 2 * per_epoch];
+    assert_eq!(steps(&snap.series("train/epoch/loss")), ends);
+    assert_eq!(steps(&snap.series("valid/epoch/loss")), ends);
+    assert_eq!(steps(&snap.series("valid/epoch/duration_s")), ends);
+    assert!(snap.series("valid/loss").is_empty());
+
+    // Watch: once per optimizer step, in the same row as that step's loss.
+    assert_eq!(steps(&snap.series("grads/global_norm")), all);
+    for record in &snap.records {
+        if record.get("grads/global_norm").is_some() {
+            assert!(record.get("train/loss").is_some(), "{record:?}");
+        }
+    }
+
+    // Every row carries its epoch, and steps never go back.
+    for record in &snap.records {
+        let epoch = record.get("epoch").and_then(|v| v.as_f64());
+        let expected = if record.step <= per_epoch { 1.0 } else { 2.0 };
+        assert_eq!(epoch, Some(expected), "{record:?}");
+    }
+    let order: Vec<u64> = snap.records.iter().map(|r| r.step).collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    assert_eq!(snap.config["burn"]["last_step"], 2 * per_epoch);
+    assert_eq!(snap.finished, Some(RunStatus::Finished));
+}
+
+#[test]
+fn burn_keeps_its_files_and_summary_and_a_given_renderer_still_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tracker, memory) = memory_tracker();
+    let capture = CaptureRenderer::default();
+    let attach = Attach::new(&tracker).renderer(Box::new(capture.clone()));
+    train_in(dir.path(), 2, 0.05, None, |t| t.summary().with_ezpz(attach));
+
+    // burn's FileMetricLogger is still registered: its files, and `.summary()` from them.
+    assert_eq!(
+        burn_batches(dir.path(), "train", 2).len(),
+        TRAIN_BATCHES as usize
+    );
+    let captured = capture.0.lock().unwrap();
+    let summary = captured.summary.as_deref().expect("burn's learner summary");
+    assert!(summary.contains("Loss"), "{summary}");
+    // The wrapped renderer saw every batch (5 train + 2 valid per epoch) and the end.
+    assert_eq!(captured.batches, 2 * (5 + 2));
+    assert!(captured.ended);
+    // And the tracker got the run.
+    let snap = memory.snapshot();
+    assert_eq!(snap.series("train/loss").len() as u64, 2 * TRAIN_BATCHES);
+    assert!(tracker.is_finished());
+}
+
+#[test]
+fn early_stopping_reads_history_without_burn_files() {
     // lr = 0: the validation loss never improves, so stopping "no improvement since 1 epoch"
-    // ends training after epoch 2 of 5, which needs burn to read the losses back from us
-    // (ours is the only logger: no burn files).
+    // ends training after epoch 2 of 5, which needs burn to read the losses back from the
+    // HistoryLogger (burn's files are off).
     let stopper = MetricEarlyStoppingStrategy::new(
         &LossMetric::new(),
         Aggregate::Mean,
@@ -136,24 +165,31 @@ fn early_stopping_reads_history_from_our_logger_alone() {
         Split::Valid,
         StoppingCondition::NoImprovementSince { n_epochs: 1 },
     );
-    let (memory, _tracker, dir) = train(5, 0.0, |t, tracker, _| {
-        t.early_stopping(stopper).with_ezpz(tracker)
+    let dir = tempfile::tempdir().unwrap();
+    let (tracker, memory) = memory_tracker();
+    train_in(dir.path(), 5, 0.0, None, |t| {
+        t.early_stopping(stopper)
+            .with_ezpz(Attach::new(&tracker).burn_files(false))
     });
     let snap = memory.snapshot();
-    assert_eq!(steps(&snap.series("valid/epoch/loss")), [1, 2]);
-    assert_eq!(snap.series("train/loss").len() as u64, 2 * TRAIN_BATCHES);
+    assert_eq!(
+        steps(&snap.series("valid/epoch/loss")),
+        [TRAIN_BATCHES, 2 * TRAIN_BATCHES]
+    );
     assert_eq!(snap.config["burn"]["epochs_completed"], 2);
     assert!(
         !dir.path().join("train").exists(),
-        "no burn metric files without keep_burn_files"
+        "no burn metric files with burn_files(false)"
     );
     assert_eq!(snap.finished, Some(RunStatus::Finished));
 }
 
 #[test]
 fn finish_at_end_false_leaves_the_tracker_open() {
-    let (memory, tracker, _dir) = train(1, 0.05, |t, tracker, _| {
-        t.with_ezpz(Attach::new(tracker).finish_at_end(false))
+    let dir = tempfile::tempdir().unwrap();
+    let (tracker, memory) = memory_tracker();
+    train_in(dir.path(), 1, 0.05, None, |t| {
+        t.with_ezpz(Attach::new(&tracker).finish_at_end(false))
     });
     assert!(!tracker.is_finished());
     tracker.flush().unwrap();
@@ -161,10 +197,158 @@ fn finish_at_end_false_leaves_the_tracker_open() {
         memory.snapshot().series("train/loss").len() as u64,
         TRAIN_BATCHES
     );
-    // Still open: an evaluation after training lands in the same run.
-    tracker.log_at(99, [("test/loss", 0.5)]);
+    tracker.log_at(99, [("extra", 0.5)]);
     tracker.finish().unwrap();
     let snap = memory.snapshot();
-    assert_eq!(snap.series("test/loss"), [(99, 0.5)]);
+    assert_eq!(snap.series("extra"), [(99, 0.5)]);
     assert_eq!(snap.finished, Some(RunStatus::Finished));
+}
+
+/// A tracker writing `metrics.jsonl` into `outdir`, continuing the run there if there is one
+/// (plus a memory backend to read back).
+fn jsonl_tracker(outdir: &Path) -> (Tracker, MemoryBackend) {
+    let memory = MemoryBackend::new();
+    let tracker = ezpz_tracker::TrackerBuilder::new()
+        .backends("jsonl")
+        .outdir(outdir)
+        .resume(true)
+        .add_backend(memory.clone())
+        .build()
+        .unwrap();
+    (tracker, memory)
+}
+
+/// The epochs of burn's model checkpoints in `dir`.
+fn checkpoints(dir: &Path) -> Vec<usize> {
+    let mut epochs: Vec<usize> = std::fs::read_dir(dir.join("checkpoint"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("model-")?.split('.').next()?.parse().ok()
+        })
+        .collect();
+    epochs.sort_unstable();
+    epochs
+}
+
+#[test]
+fn a_resumed_training_continues_the_steps_and_keeps_the_best_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (burn_dir, outdir) = (dir.path().join("burn"), dir.path().join("run"));
+    let keep_best = || {
+        MetricCheckpointingStrategy::new(
+            &LossMetric::new(),
+            Aggregate::Mean,
+            Direction::Lowest,
+            Split::Valid,
+        )
+    };
+
+    // Two epochs that improve: epoch 2 is the best, its checkpoint the only one kept.
+    let (tracker, _) = jsonl_tracker(&outdir);
+    train_in(&burn_dir, 2, 0.05, None, |t| {
+        t.with_default_checkpointers()
+            .with_checkpointing_strategy(keep_best())
+            .with_ezpz(&tracker)
+    });
+    assert_eq!(checkpoints(&burn_dir), [2]);
+
+    // A new process resumes from it for two more epochs of gradient *ascent*: both are worse,
+    // so the best checkpoint must survive, and no other be kept. burn scans the validation
+    // loss from epoch 1, which only the first process saw.
+    let (tracker, memory) = jsonl_tracker(&outdir);
+    train_in(&burn_dir, 4, -0.05, None, |t| {
+        t.checkpoint(2)
+            .with_default_checkpointers()
+            .with_checkpointing_strategy(keep_best())
+            .with_ezpz(&tracker)
+    });
+    assert_eq!(checkpoints(&burn_dir), [2], "keep-best became keep-last");
+
+    // The step axis goes on from the first process's last step.
+    let snap = memory.snapshot();
+    let second: Vec<u64> = (2 * TRAIN_BATCHES + 1..=4 * TRAIN_BATCHES).collect();
+    assert_eq!(steps(&snap.series("train/loss")), second);
+    assert_eq!(snap.config["burn"]["starting_epoch"], 3);
+    // One file, both processes: steps in order, every epoch once at its last step.
+    let text = std::fs::read_to_string(outdir.join("metrics.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let order: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    let valid_epochs: Vec<(u64, u64)> = rows
+        .iter()
+        .filter(|r| r["metrics"].get("valid/epoch/loss").is_some())
+        .map(|r| {
+            (
+                r["step"].as_u64().unwrap(),
+                r["metrics"]["epoch"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(u64, u64)> = (1..=4).map(|e| (e * TRAIN_BATCHES, e)).collect();
+    assert_eq!(valid_epochs, expected);
+}
+
+#[test]
+fn the_evaluators_test_split_is_logged_at_the_runs_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tracker, memory) = memory_tracker();
+    let model = train_in(dir.path(), 1, 0.05, None, |t| {
+        t.with_ezpz(Attach::new(&tracker).finish_at_end(false))
+    });
+    let test = DataLoaderBuilder::new(RowBatcher)
+        .batch_size(BATCH)
+        .build(InMemDataset::new(rows(20, 3)));
+    let eval_dir = dir.path().join("eval");
+    EvaluatorBuilder::new(&eval_dir)
+        .metrics((LossMetric::new(),))
+        .with_application_logger(None)
+        .with_ezpz(&tracker)
+        .build(model)
+        .eval("test", test);
+
+    // The mean over the test batches, weighted as burn weighs them (its own file).
+    let text = std::fs::read_to_string(eval_dir.join("test/test/Loss.log")).unwrap();
+    let (sum, n) = text.lines().fold((0.0, 0.0), |(s, n), l| {
+        let (v, c) = l.split_once(',').unwrap();
+        let (v, c): (f64, f64) = (v.parse().unwrap(), c.parse().unwrap());
+        (s + v * c, n + c)
+    });
+    let snap = memory.snapshot();
+    let test_loss = snap.series("test/loss");
+    assert_eq!(steps(&test_loss), [TRAIN_BATCHES]);
+    assert!(
+        (test_loss[0].1 - sum / n).abs() <= 1e-12,
+        "{test_loss:?} vs {}",
+        sum / n
+    );
+    assert_eq!(steps(&snap.series("test/duration_s")), [TRAIN_BATCHES]);
+    assert_eq!(snap.finished, Some(RunStatus::Finished));
+}
+
+#[test]
+fn two_devices_step_and_watch_once_per_optimizer_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tracker, memory) = memory_tracker();
+    let watch = Watch::new(&tracker).log_freq(1);
+    let device = ezpz_burn::cpu_device();
+    let strategy = ExecutionStrategy::MultiDevice(
+        vec![device.clone(), device],
+        MultiDeviceOptim::OptimMainDevice,
+    );
+    let attach = Attach::new(&tracker).devices(2).watch(&watch);
+    train_in(dir.path(), 1, 0.05, Some(watch.clone()), |t| {
+        t.with_training_strategy(strategy.into()).with_ezpz(attach)
+    });
+    let snap = memory.snapshot();
+    // burn called `optimize` once per step of two batches (one per device).
+    let optimizer_steps = watch.step();
+    assert!(optimizer_steps >= 2, "{optimizer_steps}");
+    let all: Vec<u64> = (1..=optimizer_steps).collect();
+    assert_eq!(steps(&snap.series("grads/global_norm")), all);
+    assert_eq!(steps(&snap.series("train/loss")), all);
+    assert_eq!(steps(&snap.series("valid/epoch/loss")), [optimizer_steps]);
 }

@@ -236,6 +236,8 @@ pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
     DEFAULT_ENQUEUE_TIMEOUT, DEFAULT_FINISH_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
 };
-pub use tracker::{BackendInfo, BackendSummary, FinishHook, Summary, Tracker, MAX_STEP};
+pub use tracker::{
+    BackendInfo, BackendSummary, FinishHook, Summary, Tracker, WeakTracker, MAX_STEP,
+};
 pub use value::{IntoMetrics, Metric, Value};
 pub use warn::warning;

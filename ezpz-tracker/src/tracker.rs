@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -55,6 +55,28 @@ pub(crate) struct TrackerParts {
 #[derive(Clone)]
 pub struct Tracker {
     inner: Arc<Inner>,
+}
+
+/// A handle on a [`Tracker`] that does not keep its run open ([`Tracker::downgrade`]): for
+/// registries and hooks that must not stop "dropping the last clone finishes the run".
+#[derive(Clone, Default)]
+pub struct WeakTracker {
+    inner: Weak<Inner>,
+}
+
+impl WeakTracker {
+    /// The tracker, while some [`Tracker`] clone still holds it.
+    pub fn upgrade(&self) -> Option<Tracker> {
+        self.inner.upgrade().map(|inner| Tracker { inner })
+    }
+}
+
+impl std::fmt::Debug for WeakTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakTracker")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
+    }
 }
 
 struct Inner {
@@ -162,6 +184,19 @@ impl Tracker {
 
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.inner.state)
+    }
+
+    /// A handle that does not keep the run open: dropping the last `Tracker` still finishes
+    /// it, after which [`WeakTracker::upgrade`] returns `None`.
+    pub fn downgrade(&self) -> WeakTracker {
+        WeakTracker {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Whether `self` and `other` are clones of the same tracker.
+    pub fn ptr_eq(&self, other: &Tracker) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Whether any backend is attached (false for a disabled tracker and on ranks ≠ 0).

@@ -16,6 +16,11 @@
 //!
 //! `ezpz-mpi-ddp-probe mismatch <outdir>`: rank 1 builds a wider model; every rank prints
 //! `REFUSED rank=<r>: <error>` from `broadcast_module` and stops.
+//!
+//! `ezpz-mpi-ddp-probe frozen <outdir>`: the hidden layer is frozen (`no_grad`); each step every
+//! rank prints `SENT rank=<r> values=<n>` (what its all-reduce sent), and the last rank wants to
+//! stop after step 2: every rank prints `STOPPED rank=<r> step=<k>` from `agree_stop`, and
+//! `HIDDEN rank=<r> same=<bool>` (the frozen layer kept its broadcast values).
 
 use std::process::ExitCode;
 
@@ -131,7 +136,7 @@ fn main() -> ExitCode {
         .init();
     let args: Vec<String> = std::env::args().collect();
     let [_, scenario, outdir] = &args[..] else {
-        eprintln!("usage: ezpz-mpi-ddp-probe <train|mismatch> <outdir>");
+        eprintln!("usage: ezpz-mpi-ddp-probe <train|mismatch|frozen> <outdir>");
         return ExitCode::from(2);
     };
     let mpi = match Mpi::init() {
@@ -157,7 +162,10 @@ fn main() -> ExitCode {
     } else {
         8
     };
-    let model = Mlp::new(&device, width, Some(ddp.clone()));
+    let mut model = Mlp::new(&device, width, Some(ddp.clone()));
+    if scenario == "frozen" {
+        model.hidden = model.hidden.no_grad();
+    }
     println!("INIT rank={rank} hash={:016x}", hash(&params(&model)));
     let model = match ddp.broadcast_module(model) {
         Ok(m) => m,
@@ -192,6 +200,16 @@ fn main() -> ExitCode {
         };
         let (next, loss) = train_step(model, &batch, &device, &mut optim);
         model = next;
+        if scenario == "frozen" {
+            println!("SENT rank={rank} values={}", ddp.last_exchange_len());
+            if ddp.agree_stop(rank == world - 1 && step == 2) {
+                println!("STOPPED rank={rank} step={step}");
+                let same = params(&model)[..40] == params(&initial)[..40];
+                println!("HIDDEN rank={rank} same={same}");
+                break;
+            }
+            continue;
+        }
         let local = ddp.local_grad_norm();
         println!("NORM step={step} rank={rank} local={local:e}");
         // One row, as `watch` would log it: the aggregator adds loss/{mean,..} and keeps the
@@ -203,7 +221,7 @@ fn main() -> ExitCode {
     let fin = params(&model);
     println!("FINAL rank={rank} hash={:016x}", hash(&fin));
 
-    if rank == 0 {
+    if rank == 0 && scenario == "train" {
         // One process, the same initial parameters, the concatenated batch of every rank.
         let mut optim = AdamConfig::new().init();
         let mut reference = initial;

@@ -117,6 +117,12 @@ pub(crate) fn write_params<M: Module>(module: M, flat: &[f32]) -> M {
     module.map(&mut ParamWriter { flat, offset: 0 })
 }
 
+/// Whether `param` trains: frozen parameters and buffers have no gradient on any rank and
+/// stay out of the gradient buffer (the same on every rank that built the same model).
+fn trainable<const D: usize>(param: &Param<Tensor<D>>) -> bool {
+    param.val().is_require_grad()
+}
+
 struct GradTaker<'a> {
     grads: &'a mut GradientsParams,
     tx: Transaction,
@@ -126,6 +132,9 @@ struct GradTaker<'a> {
 
 impl ModuleVisitor for GradTaker<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if !trainable(param) {
+            return;
+        }
         let len = param.lazy_shape().num_elements();
         match self.grads.remove::<D>(param.id) {
             Some(g) => {
@@ -153,9 +162,9 @@ impl ModuleVisitor for GradTaker<'_> {
 /// One step's gradients taken out of a [`GradientsParams`] into a flat buffer.
 #[derive(Debug)]
 pub(crate) struct PackedGrads {
-    /// Every float parameter's gradient in visit order (zeros where there is none), then one
-    /// presence count per parameter (1 or 0). After a sum all-reduce the counts say how many
-    /// ranks contributed each gradient.
+    /// Every trainable float parameter's gradient in visit order (zeros where there is none),
+    /// then one presence count per parameter (1 or 0). After a sum all-reduce the counts say
+    /// how many ranks contributed each gradient.
     pub buffer: Vec<f32>,
     slots: Vec<Slot>,
     /// Why the device read failed, if it did (then this rank contributes nothing).
@@ -216,12 +225,16 @@ struct GradPutter<'a> {
     slots: &'a [Slot],
     values: &'a [f32],
     counts: &'a [f32],
+    world_size: f32,
     index: usize,
     offset: usize,
 }
 
 impl ModuleVisitor for GradPutter<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if !trainable(param) {
+            return;
+        }
         let slot = &self.slots[self.index];
         let count = self.counts[self.index];
         let range = self.offset..self.offset + slot.len;
@@ -230,7 +243,10 @@ impl ModuleVisitor for GradPutter<'_> {
         if count <= 0.0 {
             return;
         }
-        let mean: Vec<f32> = self.values[range].iter().map(|v| v / count).collect();
+        let mean: Vec<f32> = self.values[range]
+            .iter()
+            .map(|v| v / self.world_size)
+            .collect();
         let data = TensorData::new(mean, param.lazy_shape());
         let tensor = Tensor::<D>::from_data(data, (&slot.device, slot.dtype));
         self.grads.register::<D>(param.id, tensor);
@@ -238,12 +254,13 @@ impl ModuleVisitor for GradPutter<'_> {
 }
 
 /// Puts the summed buffer of [`take_grads`] back as gradients: each parameter's sum divided by
-/// the number of ranks that contributed it; parameters no rank had a gradient for stay
-/// without one.
+/// the world size (a rank without a gradient contributed zeros, as in PyTorch's DDP);
+/// parameters no rank had a gradient for stay without one.
 pub(crate) fn put_grads<M: Module>(
     module: &M,
     packed: &PackedGrads,
     summed: &[f32],
+    world_size: usize,
     grads: &mut GradientsParams,
 ) {
     let elements: usize = packed.slots.iter().map(|s| s.len).sum();
@@ -253,6 +270,7 @@ pub(crate) fn put_grads<M: Module>(
         slots: &packed.slots,
         values,
         counts,
+        world_size: world_size.max(1) as f32,
         index: 0,
         offset: 0,
     });
@@ -351,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn summed_buffer_unpacks_to_the_mean_over_contributing_ranks() {
+    fn summed_buffer_unpacks_to_the_mean_over_the_world() {
         let d = device();
         let model = net(&d);
         let mut grads = grads_of(&model, &d);
@@ -359,27 +377,39 @@ mod tests {
         let packed = take_grads(&model, &mut grads);
         // What a sum all-reduce over two ranks with identical gradients returns.
         let summed: Vec<f32> = packed.buffer.iter().map(|v| v + v).collect();
-        put_grads(&model, &packed, &summed, &mut grads);
+        put_grads(&model, &packed, &summed, 2, &mut grads);
         assert_eq!(grads.len(), 6);
         let after = values(grads.get::<2>(model.layers[1].weight.id).unwrap());
         assert_eq!(after, before, "(g + g) / 2 == g exactly");
     }
 
     #[test]
-    fn a_parameter_without_gradient_on_every_rank_stays_without() {
+    fn a_parameter_unused_on_one_rank_is_divided_by_the_world_size() {
+        let d = device();
+        let model = net(&d);
+        let mut grads = grads_of(&model, &d);
+        let head = values(grads.get::<2>(model.head.weight.id).unwrap());
+        let packed = take_grads(&model, &mut grads);
+        // Two ranks; the other one had no gradient for anything (zeros, count 0): the sum is
+        // this rank's buffer, counts 1.
+        put_grads(&model, &packed, &packed.buffer, 2, &mut grads);
+        let half: Vec<f32> = head.iter().map(|v| v / 2.0).collect();
+        assert_eq!(values(grads.get::<2>(model.head.weight.id).unwrap()), half);
+    }
+
+    #[test]
+    fn frozen_parameters_never_travel_and_stay_without_gradient() {
         let d = device();
         let mut model = net(&d);
         model.head.weight = model.head.weight.set_require_grad(false);
         let mut grads = grads_of(&model, &d);
         assert_eq!(grads.len(), 5);
         let packed = take_grads(&model, &mut grads);
-        let elements = layout(&model).elements;
-        assert_eq!(&packed.buffer[elements..], &[1.0, 1.0, 1.0, 1.0, 0.0, 1.0]);
-        let head_start = elements - 5;
-        assert!(packed.buffer[head_start..elements - 1]
-            .iter()
-            .all(|&v| v == 0.0));
-        put_grads(&model, &packed, &packed.buffer, &mut grads);
+        // The frozen 4 × 1 weight is not in the buffer: 5 gradients and 5 counts.
+        let trainable = layout(&model).elements - 4;
+        assert_eq!(packed.buffer.len(), trainable + 5);
+        assert_eq!(&packed.buffer[trainable..], &[1.0; 5]);
+        put_grads(&model, &packed, &packed.buffer, 1, &mut grads);
         assert_eq!(grads.len(), 5);
         assert!(grads.get::<2>(model.head.weight.id).is_none());
     }

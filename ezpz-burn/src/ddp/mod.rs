@@ -1,6 +1,6 @@
-//! Data parallelism across MPI ranks (feature `mpi`): identical initial parameters, one
-//! packed gradient all-reduce per step, per-rank dataset shards, and cross-rank gradient-norm
-//! statistics.
+//! Data parallelism across MPI ranks (feature `mpi`) or in a world of one (always):
+//! identical initial parameters, one packed gradient all-reduce per step, per-rank dataset
+//! shards, an agreed stop, and cross-rank gradient-norm statistics.
 //!
 //! burn 0.22's own distributed training is single-process multi-GPU (NCCL); across processes
 //! (and on the CPU backends) the gradients have to be exchanged by hand. [`DataParallel`] does
@@ -24,7 +24,7 @@
 //! struct MyModel {
 //!     linear: Linear,
 //!     #[module(skip)]
-//!     ddp: Option<DataParallel>,                      // None: single process
+//!     ddp: DataParallel,                              // DataParallel::local(): one process
 //! }
 //!
 //! impl TrainStep for MyModel {
@@ -37,10 +37,7 @@
 //!     }
 //!     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate,
 //!                 grads: GradientsParams) -> Self {
-//!         let grads = match &self.ddp {
-//!             Some(ddp) => ddp.all_reduce_grads(&self, grads),   // mean over ranks
-//!             None => grads,
-//!         };
+//!         let grads = self.ddp.clone().all_reduce_grads(&self, grads); // mean over ranks
 //!         optim.step(lr, self, grads)
 //!     }
 //! }
@@ -49,7 +46,7 @@
 //! let ddp = DataParallel::new(&mpi);                  // collective
 //! let device = Device::flex().autodiff();
 //! let linear = LinearConfig::new(4, 1).init(&device);
-//! let model = ddp.broadcast_module(MyModel { linear, ddp: Some(ddp.clone()) })?; // rank 0's values
+//! let model = ddp.broadcast_module(MyModel { linear, ddp: ddp.clone() })?; // rank 0's values
 //! let train = ddp.shard(InMemDataset::new(vec![[0f32; 5]; 64])); // this rank's share of the data
 //! # let _ = (model, train);
 //! # Ok(()) }
@@ -57,17 +54,20 @@
 //! # fn main() {}
 //! ```
 //!
-//! Every rank must run the same number of steps (shards of equal length give that) and build
-//! the same architecture ([`DataParallel::broadcast_module`] checks it once, on every rank).
+//! The same code runs without MPI: `DataParallel::local()` is a world of one whose collectives
+//! change nothing (build it when the program is not under `mpirun`, or without the `mpi`
+//! feature). Every rank must run the same number of steps (shards of equal length give that;
+//! [`DataParallel::agree_stop`] makes an early stop a common decision) and build the same
+//! architecture ([`DataParallel::broadcast_module`] checks it once, on every rank). Only
+//! trainable parameters' gradients travel; a parameter unused on some ranks is averaged as
+//! PyTorch's `DistributedDataParallel` does (a zero there, divided by the world size).
 //! Gradients travel as `f32` (exact for `f32`, `f16` and `bf16` models; an `f64` model's
 //! gradients are rounded to `f32` for the exchange).
 
 mod flat;
-mod shard;
-
-pub use shard::RankShard;
-
-#[cfg(feature = "mpi")]
 mod parallel;
-#[cfg(feature = "mpi")]
+mod shard;
+mod world;
+
 pub use parallel::DataParallel;
+pub use shard::RankShard;

@@ -1,120 +1,74 @@
-//! `EzpzMetricLogger`: burn's [`MetricLogger`] feeding an [`ezpz_tracker::Tracker`].
+//! `HistoryLogger`: burn's [`MetricLogger`] that remembers epoch values so burn can read them
+//! back, without writing files.
 
-mod history;
 pub(crate) mod keys;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
-use ezpz_tracker::{Metric, Tracker, Value};
 
-use crate::attach::RunEnd;
-use history::History;
+use crate::aggregate::EntryMean;
+use crate::record::resume;
 use keys::{key_segment, split_prefix};
 
-/// Sends every numeric burn metric to a [`Tracker`], and answers burn's `read_numeric` from
-/// its own memory.
+/// Answers burn's `read_numeric` (early stopping, `MetricCheckpointingStrategy`, the learner
+/// summary) with what burn's `FileMetricLogger` would answer, from memory.
 ///
-/// # Keys and steps
-/// - Per batch: `<split>/<metric>` (`train/loss`, `valid/accuracy`), spelled by
-///   [`key_segment`](crate::key_segment), at a step counted per split: the first batch of
-///   training is step 1, and the count goes on across epochs (batch `b` of epoch `e` with `n`
-///   batches per epoch is step `(e - 1) * n + b`). Validation batches have their own count.
-/// - Per epoch: `<split>/epoch/<metric>` at step = the epoch number, from burn's end-of-split
-///   value (the epoch mean for averaged metrics). That end-of-split call is not a batch and
-///   adds no step.
-/// - A metric with no value for a batch (burn's `None`, e.g. a metric computed only at the end
-///   of the epoch) is left out of that batch's row. Text metrics are not forwarded: burn gives
-///   them only as display strings.
+/// burn asks its metric loggers for a split's entries of one epoch and reduces them to one
+/// value (the last `Final` entry, else the count-weighted mean; burn-train
+/// `src/metric/store/aggregate.rs`). This logger keeps that reduction per (split, metric,
+/// epoch) instead of every entry, so it holds a few numbers per epoch however long the
+/// epochs are, and gives burn the identical value. For epochs before a resume (burn's
+/// `.checkpoint(k)` in a new process) it answers from the epoch values that ezpz wrote to
+/// the tracker's `metrics.jsonl` ([`HistoryLogger::with_earlier_run`]).
 ///
-/// # Reading back
-/// burn asks its loggers for past values (`read_numeric`) for early stopping, metric-based
-/// checkpointing and the learner summary, and panics when every logger refuses. This logger
-/// keeps every numeric entry in memory (a few numbers per batch) and answers like burn's
-/// `FileMetricLogger` would, so it may be the only logger.
-pub struct EzpzMetricLogger {
-    tracker: Tracker,
-    definitions: HashMap<MetricId, Definition>,
-    steps: HashMap<String, u64>,
-    history: History,
-    // Keeps the run open until this logger has seen its last event (see `Attach`).
-    _run_end: Option<Arc<RunEnd>>,
+/// [`with_ezpz`](crate::SupervisedTrainingExt::with_ezpz) registers it only when burn's own
+/// files are turned off ([`Attach::burn_files`](crate::Attach::burn_files)); registering any
+/// metric logger keeps burn from registering its `FileMetricLogger`.
+#[derive(Debug, Default)]
+pub struct HistoryLogger {
+    names: HashMap<MetricId, String>,
+    epochs: HashMap<(Split, String), BTreeMap<usize, EntryMean>>,
+    earlier: HashMap<(String, String, usize), f64>,
 }
 
-struct Definition {
-    name: String,
-    key: String,
-}
-
-impl EzpzMetricLogger {
-    /// A logger writing to `tracker`.
-    pub fn new(tracker: &Tracker) -> Self {
-        EzpzMetricLogger {
-            tracker: tracker.clone(),
-            definitions: HashMap::new(),
-            steps: HashMap::new(),
-            history: History::default(),
-            _run_end: None,
-        }
+impl HistoryLogger {
+    /// An empty history.
+    pub fn new() -> Self {
+        HistoryLogger::default()
     }
 
-    pub(crate) fn with_run_end(mut self, run_end: Arc<RunEnd>) -> Self {
-        self._run_end = Some(run_end);
+    /// Also answers for the epochs an earlier run wrote to `<outdir>/metrics.jsonl` (the
+    /// `<split>/epoch/<metric>` values; epochs this logger sees itself take precedence).
+    pub fn with_earlier_run(mut self, outdir: &Path) -> Self {
+        self.earlier = resume::epoch_values(outdir);
         self
     }
-
-    /// The last step logged for a split prefix (`train`, `valid`, …), 0 before the first batch.
-    pub fn last_step(&self, split: &Split) -> u64 {
-        self.steps.get(&split_prefix(split)).copied().unwrap_or(0)
-    }
 }
 
-impl MetricLogger for EzpzMetricLogger {
+impl MetricLogger for HistoryLogger {
     fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
-        // burn's end-of-split call carries the epoch values as `Final` entries.
-        let is_final = update
-            .entries_numeric
-            .iter()
-            .any(|u| matches!(u.numeric_entry, Some(NumericEntry::Final(_))));
-        let prefix = split_prefix(split);
-        let mut row: Vec<Metric> = Vec::with_capacity(update.entries_numeric.len());
         for numeric in &update.entries_numeric {
-            let Some(definition) = self.definitions.get(&numeric.entry.metric_id) else {
+            let Some(name) = self.names.get(&numeric.entry.metric_id) else {
                 continue;
             };
             let serialized = &numeric.entry.serialized_entry;
-            // Keep what burn's file logger would have written, so aggregation matches it.
-            let stored = if serialized.is_not_available() {
-                None
-            } else {
-                NumericEntry::deserialize(&serialized.serialized)
-                    .ok()
-                    .or_else(|| numeric.numeric_entry.clone())
+            // What burn's file logger writes, so that the reduction matches it.
+            if serialized.is_not_available() {
+                continue;
+            }
+            let Ok(entry) = NumericEntry::deserialize(&serialized.serialized) else {
+                continue;
             };
-            if let Some(entry) = stored {
-                self.history.push(split, &definition.name, epoch, entry);
-            }
-            if let Some(value) = &numeric.numeric_entry {
-                let key = if is_final {
-                    format!("{prefix}/epoch/{}", definition.key)
-                } else {
-                    format!("{prefix}/{}", definition.key)
-                };
-                row.push((Arc::from(key), Value::F64(value.current())));
-            }
-        }
-        let step = if is_final {
-            epoch as u64
-        } else {
-            let step = self.steps.entry(prefix).or_insert(0);
-            *step += 1;
-            *step
-        };
-        if !row.is_empty() {
-            self.tracker.log_at(step, row);
+            self.epochs
+                .entry((split.clone(), name.clone()))
+                .or_default()
+                .entry(epoch)
+                .or_default()
+                .push(&entry);
         }
     }
 
@@ -124,14 +78,24 @@ impl MetricLogger for EzpzMetricLogger {
         epoch: usize,
         split: &Split,
     ) -> Result<Vec<NumericEntry>, String> {
-        Ok(self.history.read(split, name, epoch))
+        let own = self
+            .epochs
+            .get(&(split.clone(), name.to_string()))
+            .and_then(|epochs| epochs.get(&epoch));
+        if let Some(mean) = own {
+            return Ok(mean.entries());
+        }
+        let earlier = (split_prefix(split), key_segment(name), epoch);
+        Ok(self
+            .earlier
+            .get(&earlier)
+            .map(|v| vec![NumericEntry::Final(*v)])
+            .unwrap_or_default())
     }
 
     fn log_metric_definition(&mut self, definition: MetricDefinition) {
-        let name = definition.name.to_string();
-        let key = key_segment(&name);
-        self.definitions
-            .insert(definition.metric_id, Definition { name, key });
+        self.names
+            .insert(definition.metric_id, definition.name.to_string());
     }
 
     fn log_epoch_summary(&mut self, _summary: EpochSummary) {}
@@ -142,11 +106,7 @@ mod tests {
     use super::*;
     use burn::train::metric::store::NumericMetricUpdate;
     use burn::train::metric::{MetricAttributes, MetricEntry, SerializedEntry};
-    use ezpz_tracker::MemoryBackend;
-
-    fn tracker() -> (Tracker, MemoryBackend) {
-        crate::test_support::memory_tracker()
-    }
+    use std::sync::Arc;
 
     fn definition(name: &str) -> MetricDefinition {
         MetricDefinition {
@@ -157,81 +117,53 @@ mod tests {
         }
     }
 
-    fn numeric(name: &str, entry: Option<NumericEntry>) -> NumericMetricUpdate {
+    fn update(name: &str, entry: Option<NumericEntry>) -> MetricsUpdate {
         let serialized = match &entry {
             Some(e) => SerializedEntry::new(String::new(), e.serialize()),
             None => SerializedEntry::not_available(None),
         };
-        NumericMetricUpdate::new(
-            MetricEntry::new(MetricId::new(Arc::new(name.to_string())), serialized),
-            entry,
-            None,
+        let id = MetricId::new(Arc::new(name.to_string()));
+        MetricsUpdate::new(
+            vec![],
+            vec![NumericMetricUpdate::new(
+                MetricEntry::new(id, serialized),
+                entry,
+                None,
+            )],
         )
     }
 
-    fn batch(loss: f64, count: usize) -> MetricsUpdate {
-        let entry = NumericEntry::Aggregated {
-            aggregated_value: loss,
+    fn agg(v: f64, count: usize) -> Option<NumericEntry> {
+        Some(NumericEntry::Aggregated {
+            aggregated_value: v,
             count,
+        })
+    }
+
+    #[test]
+    fn answers_one_entry_per_epoch_with_burns_value() {
+        let mut logger = HistoryLogger::new();
+        logger.log_metric_definition(definition("Loss"));
+        logger.log(update("Loss", agg(1.0, 2)), 1, &Split::Valid);
+        logger.log(update("Loss", agg(4.0, 1)), 1, &Split::Valid);
+        logger.log(update("Loss", None), 1, &Split::Valid);
+        logger.log(update("Loss", agg(3.0, 1)), 2, &Split::Valid);
+        logger.log(
+            update("Loss", Some(NumericEntry::Final(2.5))),
+            2,
+            &Split::Valid,
+        );
+        let read = |l: &mut HistoryLogger, epoch, split: &Split| {
+            let entries = l.read_numeric("Loss", epoch, split).unwrap();
+            entries
+                .iter()
+                .map(NumericEntry::serialize)
+                .collect::<Vec<_>>()
         };
-        MetricsUpdate::new(
-            vec![],
-            vec![numeric("Loss", Some(entry)), numeric("AUC", None)],
-        )
-    }
-
-    fn end_of_split(loss: f64) -> MetricsUpdate {
-        MetricsUpdate::new(
-            vec![],
-            vec![numeric("Loss", Some(NumericEntry::Final(loss)))],
-        )
-    }
-
-    #[test]
-    fn batches_count_steps_and_the_final_call_is_an_epoch_value() {
-        let (tracker, memory) = tracker();
-        let mut logger = EzpzMetricLogger::new(&tracker);
-        logger.log_metric_definition(definition("Loss"));
-        logger.log_metric_definition(definition("AUC"));
-        for epoch in 1..=2 {
-            logger.log(batch(1.0, 2), epoch, &Split::Train);
-            logger.log(batch(3.0, 2), epoch, &Split::Train);
-            logger.log(end_of_split(2.0 * epoch as f64), epoch, &Split::Train);
-            logger.log(batch(5.0, 1), epoch, &Split::Valid);
-            logger.log(end_of_split(5.0), epoch, &Split::Valid);
-        }
-        assert_eq!(logger.last_step(&Split::Train), 4);
-        tracker.finish().unwrap();
-        let snap = memory.snapshot();
-        let train = snap.series("train/loss");
-        assert_eq!(train, vec![(1, 1.0), (2, 3.0), (3, 1.0), (4, 3.0)]);
-        assert_eq!(snap.series("valid/loss"), vec![(1, 5.0), (2, 5.0)]);
-        assert_eq!(snap.series("train/epoch/loss"), vec![(1, 2.0), (2, 4.0)]);
-        assert_eq!(snap.series("valid/epoch/loss"), vec![(1, 5.0), (2, 5.0)]);
-        // A metric without a value adds no column.
-        assert!(snap.records.iter().all(|r| r.get("train/auc").is_none()));
-        assert_eq!(snap.records.len(), 4 + 2 + 2 + 2);
-    }
-
-    #[test]
-    fn read_numeric_answers_like_the_file_logger() {
-        let (tracker, _memory) = tracker();
-        let mut logger = EzpzMetricLogger::new(&tracker);
-        logger.log_metric_definition(definition("Loss"));
-        logger.log(batch(1.0, 2), 1, &Split::Valid);
-        logger.log(batch(4.0, 1), 1, &Split::Valid);
-        logger.log(end_of_split(2.0), 1, &Split::Valid);
-        let entries = logger.read_numeric("Loss", 1, &Split::Valid).unwrap();
-        let text: Vec<String> = entries.iter().map(NumericEntry::serialize).collect();
-        assert_eq!(text, ["1,2", "4,1", "2,final"]);
-        assert!(logger
-            .read_numeric("Loss", 2, &Split::Valid)
-            .unwrap()
-            .is_empty());
-        assert!(logger
-            .read_numeric("Loss", 1, &Split::Train)
-            .unwrap()
-            .is_empty());
+        assert_eq!(read(&mut logger, 1, &Split::Valid), ["2"]);
+        assert_eq!(read(&mut logger, 2, &Split::Valid), ["2.5,final"]);
+        assert!(read(&mut logger, 3, &Split::Valid).is_empty());
+        assert!(read(&mut logger, 1, &Split::Train).is_empty());
         assert!(logger
             .read_numeric("Other", 1, &Split::Valid)
             .unwrap()
@@ -239,12 +171,22 @@ mod tests {
     }
 
     #[test]
-    fn entries_of_unknown_metrics_are_skipped() {
-        let (tracker, memory) = tracker();
-        let mut logger = EzpzMetricLogger::new(&tracker);
-        logger.log(batch(1.0, 1), 1, &Split::Train);
-        assert_eq!(logger.last_step(&Split::Train), 1);
-        tracker.finish().unwrap();
-        assert!(memory.snapshot().records.is_empty());
+    fn earlier_epochs_come_from_the_runs_jsonl() {
+        let dir = tempfile::tempdir().unwrap();
+        let row =
+            r#"{"timestamp":1.0,"step":5,"rank":0,"metrics":{"valid/epoch/loss":0.25,"epoch":1}}"#;
+        std::fs::write(dir.path().join("metrics.jsonl"), format!("{row}\n")).unwrap();
+        let mut logger = HistoryLogger::new().with_earlier_run(dir.path());
+        logger.log_metric_definition(definition("Loss"));
+        let read = |l: &mut HistoryLogger| {
+            let entries = l.read_numeric("Loss", 1, &Split::Valid).unwrap();
+            entries
+                .iter()
+                .map(NumericEntry::serialize)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(read(&mut logger), ["0.25,final"]);
+        logger.log(update("Loss", agg(0.5, 1)), 1, &Split::Valid);
+        assert_eq!(read(&mut logger), ["0.5"], "its own epochs win");
     }
 }

@@ -67,6 +67,12 @@ pub fn norms<M: Module>(model: &M, grads: &GradientsParams) -> Result<Norms> {
     collect(model, grads, false).map(|r| r.norms)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Device-to-host reads made by [`collect`] on this thread (tests count them).
+    pub(crate) static READBACKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Most elements stacked into one temporary tensor (64 MiB of f32): bounds the extra device
 /// memory the grouping below needs.
 const MAX_STACK_ELEMENTS: usize = 1 << 24;
@@ -182,6 +188,8 @@ pub(crate) fn collect<M: Module>(
         segments.append(&mut c.vectors);
     }
     // The one transfer.
+    #[cfg(test)]
+    READBACKS.with(|n| n.set(n.get() + 1));
     let data = Tensor::cat(segments, 0)
         .try_into_data()
         .map_err(|e| Error::Readback(format!("{e:?}")))?;

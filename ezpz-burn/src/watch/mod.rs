@@ -2,49 +2,109 @@
 //! `wandb.watch`.
 
 mod collect;
+mod counter;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use ezpz_tracker::{Metric, Tracker, Value};
+use ezpz_tracker::{Metric, Tracker, Value, WeakTracker};
 
+use crate::record::{WatchQueue, WatchRow};
 pub use collect::{norms, Norms, ParamNorm};
+use counter::StepCounters;
 
 /// The default [`Watch::log_freq`].
 pub const DEFAULT_LOG_FREQ: u64 = 100;
 
+/// What a [`Watch`] logs, as `wandb.watch`'s `log` argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchLog {
+    /// Gradient norms (and gradient histograms) only.
+    Gradients,
+    /// Parameter norms (and parameter histograms) only.
+    Parameters,
+    /// Both (the default).
+    #[default]
+    All,
+}
+
+impl WatchLog {
+    fn params(self) -> bool {
+        matches!(self, WatchLog::Parameters | WatchLog::All)
+    }
+
+    fn grads(self) -> bool {
+        matches!(self, WatchLog::Gradients | WatchLog::All)
+    }
+}
+
 /// Logs the L2 norm of every float parameter and of its gradient, and the global norms, every
 /// `log_freq` optimizer steps; optionally histograms of the values every `hist_freq` steps.
 ///
-/// Each call to [`observe`](Watch::observe) is one step (the first is step 1); a step is
-/// logged when it is a multiple of the frequency, at that step. Norms are computed on the
-/// model's device and read back in one transfer per logged step (histogram values join the
-/// same transfer). Squares are summed in `f32`.
+/// Each call to [`observe`](Watch::observe) with a model is one optimizer step of that model
+/// (the first is step 1): every watched model has its own count, and under burn's DDP
+/// strategy, where every device thread calls `optimize` with its replica, the step is logged
+/// once, by the first thread that reaches it. A step is logged when it is a multiple of the
+/// frequency. Norms are computed on the model's device and read back in one transfer per
+/// logged step (histogram values join the same transfer). Squares are summed in `f32`.
 ///
 /// Keys: `params/norm/<path>`, `grads/norm/<path>`, `params/global_norm`,
 /// `grads/global_norm` (see [`Norms::metrics`]); histograms `params/hist/<path>` and
 /// `grads/hist/<path>`. `<path>` is the module path (`encoder.layers.0.mha.query.weight`).
+/// [`wandb_names`](Watch::wandb_names) spells them as `wandb.watch` does.
 ///
-/// Clones share the step count; configure before cloning or [installing](Watch::install).
-/// Rows are logged at explicit steps, so an aggregating tracker pairs them across ranks
-/// whatever thread the other rows come from; every rank should observe at the same steps.
+/// Linked to a training through [`Attach::watch`](crate::Attach::watch) (or installed, with
+/// [`with_ezpz`](crate::SupervisedTrainingExt::with_ezpz) on the same tracker), its rows
+/// join the batch rows of the same step and its steps continue the run's step axis.
+///
+/// Clones share the counts; configure before cloning or [installing](Watch::install).
 #[derive(Clone, Debug)]
 pub struct Watch {
     tracker: Tracker,
     log_freq: u64,
     hist_freq: u64,
+    log: WatchLog,
+    wandb_names: bool,
     state: Arc<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    step: AtomicU64,
+    counters: StepCounters,
+    link: Mutex<Option<Link>>,
     warned: AtomicBool,
 }
 
-static INSTALLED: RwLock<Option<Watch>> = RwLock::new(None);
+/// Where a linked watch's rows go: the training's queue, whose recorder places the steps
+/// (counted from 1 for this training) on the run's axis; `base` places the rows the queue
+/// refuses.
+#[derive(Debug, Clone)]
+struct Link {
+    queue: Arc<WatchQueue>,
+    base: u64,
+}
+
+/// The installed watch, holding its tracker weakly: installing a watch must not keep the run
+/// open (dropping the last `Tracker` finishes it, and the watch then stops).
+static INSTALLED: RwLock<Option<Installed>> = RwLock::new(None);
+
+struct Installed {
+    tracker: WeakTracker,
+    /// The watch, its tracker replaced by a disabled one.
+    watch: Watch,
+}
+
+impl Installed {
+    /// The watch with its tracker, while the run is open.
+    fn current(&self) -> Option<Watch> {
+        Some(Watch {
+            tracker: self.tracker.upgrade()?,
+            ..self.watch.clone()
+        })
+    }
+}
 
 impl Watch {
     /// Watches into `tracker`: norms every [`DEFAULT_LOG_FREQ`] steps, no histograms.
@@ -53,6 +113,8 @@ impl Watch {
             tracker: tracker.clone(),
             log_freq: DEFAULT_LOG_FREQ,
             hist_freq: 0,
+            log: WatchLog::All,
+            wandb_names: false,
             state: Arc::default(),
         }
     }
@@ -70,21 +132,67 @@ impl Watch {
         self
     }
 
-    /// Makes this the watch that [`observe`](crate::observe) uses (replacing any other), and
-    /// returns it.
-    pub fn install(self) -> Self {
-        *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(self.clone());
+    /// What to log: gradients, parameters, or both (default).
+    pub fn log(mut self, what: WatchLog) -> Self {
+        self.log = what;
         self
     }
 
-    /// Removes the installed watch, if any, and returns it.
-    pub fn uninstall() -> Option<Watch> {
-        INSTALLED.write().unwrap_or_else(|e| e.into_inner()).take()
+    /// Spells keys as `wandb.watch` does: `parameters/…` and `gradients/…` instead of
+    /// `params/…` and `grads/…`, histograms `gradients/<path>` without `hist/`.
+    pub fn wandb_names(mut self, yes: bool) -> Self {
+        self.wandb_names = yes;
+        self
     }
 
-    /// Steps observed so far.
+    /// Makes this the watch that [`observe`](crate::observe) uses (replacing any other), and
+    /// returns it.
+    ///
+    /// The installed watch holds its tracker weakly: dropping the last clone of the tracker
+    /// still finishes the run, and the watch is then gone.
+    pub fn install(self) -> Self {
+        let installed = Installed {
+            tracker: self.tracker.downgrade(),
+            watch: Watch {
+                tracker: Tracker::disabled(),
+                ..self.clone()
+            },
+        };
+        *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(installed);
+        self
+    }
+
+    /// Removes the installed watch, if any, and returns it (while its tracker lives).
+    pub fn uninstall() -> Option<Watch> {
+        INSTALLED
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .and_then(|i| i.current())
+    }
+
+    /// The installed watch, if any.
+    pub fn installed() -> Option<Watch> {
+        let installed = INSTALLED.read().unwrap_or_else(|e| e.into_inner());
+        installed.as_ref().and_then(Installed::current)
+    }
+
+    /// Whether this watch writes to `tracker` (the same run).
+    pub(crate) fn writes_to(&self, tracker: &Tracker) -> bool {
+        self.tracker.ptr_eq(tracker)
+    }
+
+    /// Hands rows to `queue` from now on, steps counted from 1 again (the queue's recorder
+    /// knows where this training starts on the run's axis; `base` is the best guess when
+    /// attaching, for rows the queue refuses).
+    pub(crate) fn link(&self, queue: Arc<WatchQueue>, base: u64) {
+        self.state.counters.restart_at(0);
+        *self.state.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(Link { queue, base });
+    }
+
+    /// The last step observed (of any model; since the training it is linked to started).
     pub fn step(&self) -> u64 {
-        self.state.step.load(Ordering::Relaxed)
+        self.state.counters.last()
     }
 
     /// Whether the next [`observe`](Watch::observe) logs norms (to compute extra, e.g.
@@ -93,8 +201,8 @@ impl Watch {
         due(self.step() + 1, self.log_freq)
     }
 
-    /// Counts one optimizer step and, when due, logs the norms of `model` and `grads`.
-    /// Never fails: a device error is a warning (once) and the step is skipped.
+    /// Counts one optimizer step of `model` and, when due, logs the norms of `model` and
+    /// `grads`. Never fails: a device error is a warning (once) and the step is skipped.
     pub fn observe<M: Module>(&self, model: &M, grads: &GradientsParams) {
         self.observe_with(model, grads, |_| Vec::new());
     }
@@ -106,7 +214,17 @@ impl Watch {
         M: Module,
         F: FnOnce(&Norms) -> Vec<(String, f64)>,
     {
-        let step = self.state.step.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::cost::timed(|| self.observe_timed(model, grads, extra));
+    }
+
+    fn observe_timed<M, F>(&self, model: &M, grads: &GradientsParams, extra: F)
+    where
+        M: Module,
+        F: FnOnce(&Norms) -> Vec<(String, f64)>,
+    {
+        let Some(step) = self.state.counters.count(model) else {
+            return;
+        };
         let log_norms = due(step, self.log_freq);
         let log_hist = due(step, self.hist_freq);
         if !log_norms && !log_hist {
@@ -121,18 +239,76 @@ impl Watch {
                 return;
             }
         };
-        if log_norms {
-            let row: Vec<Metric> = readout
+        let metrics: Vec<Metric> = if log_norms {
+            readout
                 .norms
                 .metrics()
                 .into_iter()
+                .filter(|(k, _)| self.keeps(k))
                 .chain(extra(&readout.norms))
-                .map(|(k, v)| (Arc::from(k), Value::F64(v)))
-                .collect();
-            self.tracker.log_at(step, row);
+                .map(|(k, v)| (Arc::from(self.spell(&k)), Value::F64(v)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let histograms = readout
+            .histograms
+            .into_iter()
+            .filter(|(k, _)| self.keeps(k))
+            .map(|(k, v)| (self.spell(&k), v))
+            .collect();
+        self.write(WatchRow {
+            step,
+            metrics,
+            histograms,
+        });
+    }
+
+    fn keeps(&self, key: &str) -> bool {
+        if key.starts_with("params/") {
+            self.log.params()
+        } else if key.starts_with("grads/") {
+            self.log.grads()
+        } else {
+            true
         }
-        for (key, values) in readout.histograms {
-            self.tracker.log_histogram_at(step, &key, values);
+    }
+
+    fn spell(&self, key: &str) -> String {
+        if !self.wandb_names {
+            return key.to_string();
+        }
+        let (prefix, rest) = match key.split_once('/') {
+            Some(("params", rest)) => ("parameters", rest),
+            Some(("grads", rest)) => ("gradients", rest),
+            _ => return key.to_string(),
+        };
+        format!("{prefix}/{}", rest.strip_prefix("hist/").unwrap_or(rest))
+    }
+
+    /// To the linked training's queue, else straight to the tracker.
+    fn write(&self, row: WatchRow) {
+        let link = self
+            .state
+            .link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let row = match link {
+            Some(link) => match link.queue.push(row) {
+                Ok(()) => return,
+                Err(mut row) => {
+                    row.step += link.base;
+                    row
+                }
+            },
+            None => row,
+        };
+        if !row.metrics.is_empty() {
+            self.tracker.log_at(row.step, row.metrics);
+        }
+        for (key, values) in row.histograms {
+            self.tracker.log_histogram_at(row.step, &key, values);
         }
     }
 }
@@ -144,8 +320,78 @@ fn due(step: u64, freq: u64) -> bool {
 /// Calls [`Watch::observe`] on the [installed](Watch::install) watch; does nothing when none
 /// is installed. Put it in `TrainStep::optimize`, where burn hands over the final gradients.
 pub fn observe<M: Module>(model: &M, grads: &GradientsParams) {
-    let watch = INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone();
-    if let Some(watch) = watch {
+    if let Some(watch) = Watch::installed() {
         watch.observe(model, grads);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Tensor;
+
+    #[test]
+    fn an_installed_watch_does_not_keep_the_run_open() {
+        let (tracker, memory) = crate::test_support::memory_tracker();
+        let watch = Watch::new(&tracker).install();
+        assert!(Watch::installed().is_some_and(|w| w.writes_to(&tracker)));
+        drop(watch);
+        tracker.log([("x", 1.0)]);
+        // Dropping the last clone finishes the run although the watch is still installed.
+        drop(tracker);
+        assert_eq!(
+            memory.snapshot().finished,
+            Some(ezpz_tracker::RunStatus::Finished)
+        );
+        assert!(Watch::installed().is_none(), "the watch went with its run");
+        assert!(Watch::uninstall().is_none());
+    }
+
+    #[test]
+    fn one_device_read_per_logged_step_histograms_included() {
+        let (tracker, memory) = crate::test_support::memory_tracker();
+        let device = crate::cpu_device().autodiff();
+        let model: Linear = LinearConfig::new(3, 2).init(&device);
+        let loss = model.forward(Tensor::<2>::ones([4, 3], &device)).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let watch = Watch::new(&tracker)
+            .log_freq(2)
+            .hist_freq(2)
+            .wandb_names(true);
+        let before = collect::READBACKS.with(|n| n.get());
+        for _ in 0..6 {
+            watch.observe(&model, &grads);
+        }
+        // Steps 2, 4 and 6 log norms and histograms of 2 parameters and 2 gradients.
+        assert_eq!(collect::READBACKS.with(|n| n.get()) - before, 3);
+        tracker.finish().unwrap();
+        let snap = memory.snapshot();
+        assert_eq!(snap.histograms.len(), 3 * 4);
+        assert!(snap.histograms.iter().any(|h| h.key == "gradients/weight"));
+        let steps: Vec<u64> = snap
+            .series("gradients/global_norm")
+            .iter()
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(steps, [2, 4, 6]);
+    }
+
+    #[test]
+    fn the_log_selector_keeps_only_what_was_asked() {
+        let (tracker, memory) = crate::test_support::memory_tracker();
+        let device = crate::cpu_device().autodiff();
+        let model: Linear = LinearConfig::new(3, 2).init(&device);
+        let loss = model.forward(Tensor::<2>::ones([4, 3], &device)).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        Watch::new(&tracker)
+            .log_freq(1)
+            .log(WatchLog::Gradients)
+            .observe(&model, &grads);
+        tracker.finish().unwrap();
+        let snap = memory.snapshot();
+        let keys: Vec<&str> = snap.records[0].metrics.iter().map(|(k, _)| &**k).collect();
+        assert!(keys.iter().all(|k| k.starts_with("grads/")), "{keys:?}");
+        assert!(keys.contains(&"grads/global_norm"), "{keys:?}");
     }
 }

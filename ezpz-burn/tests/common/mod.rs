@@ -173,3 +173,76 @@ pub fn assert_close(actual: f64, expected: f64, what: &str) {
         "{what}: {actual} vs {expected}"
     );
 }
+
+/// What a [`CaptureRenderer`] saw.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub batches: usize,
+    pub summary: Option<String>,
+    pub ended: bool,
+}
+
+/// A renderer that records what burn (through ezpz's wrapper) calls it with.
+#[derive(Clone, Default)]
+pub struct CaptureRenderer(pub std::sync::Arc<std::sync::Mutex<Captured>>);
+
+mod capture {
+    use super::CaptureRenderer;
+    use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
+    use burn::train::metric::MetricDefinition;
+    use burn::train::renderer::{
+        EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+        MetricsRendererTraining,
+    };
+    use burn::train::LearnerSummary;
+
+    impl CaptureRenderer {
+        fn with(&self, f: impl FnOnce(&mut super::Captured)) {
+            f(&mut self.0.lock().unwrap());
+        }
+    }
+
+    impl MetricsRendererTraining for CaptureRenderer {
+        fn update_train(&mut self, _state: MetricState) {}
+        fn update_valid(&mut self, _state: MetricState) {}
+        fn on_train_end(
+            &mut self,
+            summary: Option<LearnerSummary>,
+        ) -> Result<(), Box<dyn core::error::Error>> {
+            self.with(|c| c.summary = summary.map(|s| s.to_string()));
+            Ok(())
+        }
+    }
+
+    impl MetricsRendererEvaluation for CaptureRenderer {
+        fn update_test(&mut self, _name: EvaluationName, _state: MetricState) {}
+    }
+
+    impl TrainingProgressLogger for CaptureRenderer {
+        fn start(&mut self, _: usize, _: usize, _: Option<usize>, _: Option<&str>) {}
+        fn update_epoch(&mut self, _epoch: usize) {}
+        fn start_split(&mut self, _split: &str, _total_items: usize) {}
+        fn update_split(&mut self, _items_processed: usize) {
+            self.with(|c| c.batches += 1);
+        }
+        fn end_split(&mut self) {}
+        fn end(&mut self) {
+            self.with(|c| c.ended = true);
+        }
+        fn log_event_training(&mut self, _event: String) {}
+    }
+
+    impl EvaluationProgressLogger for CaptureRenderer {
+        fn start_global_progress(&mut self, _total_tests: usize) {}
+        fn start_test(&mut self, _name: &str, _total_items: usize) {}
+        fn update_test_progress(&mut self, _items_processed: usize) {}
+        fn end_test(&mut self) {}
+        fn end_global_progress(&mut self) {}
+        fn log_event_evaluation(&mut self, _event: String) {}
+    }
+
+    impl MetricsRenderer for CaptureRenderer {
+        fn manual_close(&mut self) {}
+        fn register_metric(&mut self, _definition: MetricDefinition) {}
+    }
+}
