@@ -2,6 +2,7 @@
 //! read without loading their history (first and last lines of `metrics.jsonl`,
 //! `run_info.json`, `report.json`).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -136,39 +137,62 @@ pub(crate) fn last_records(path: &Path, bytes: u64) -> Vec<Line> {
     lines.iter().rev().filter_map(|l| Line::parse(l)).collect()
 }
 
+/// The files other processes on this host have open, read once from `/proc` (Linux);
+/// unknown elsewhere. `ezpz ls` takes one snapshot for all its runs.
+#[derive(Debug, Clone, Default)]
+pub struct OpenFiles(Option<HashSet<PathBuf>>);
+
+impl OpenFiles {
+    /// Every file another process has open now.
+    pub fn scan() -> OpenFiles {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return OpenFiles(None);
+        };
+        let me = std::process::id().to_string();
+        let mut open = HashSet::new();
+        for p in procs.flatten() {
+            let name = p.file_name();
+            let name = name.to_string_lossy();
+            if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                // Files only: pipes and sockets read `pipe:[…]`, `socket:[…]`.
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    if target.is_absolute() {
+                        open.insert(target);
+                    }
+                }
+            }
+        }
+        OpenFiles(Some(open))
+    }
+
+    /// Whether `path` is open: `None` when this host cannot tell.
+    pub fn contains(&self, path: &Path) -> Option<bool> {
+        let open = self.0.as_ref()?;
+        Some(path.canonicalize().is_ok_and(|p| open.contains(&p)))
+    }
+}
+
 /// Whether a process on this host has `path` open: `Some(true)`/`Some(false)` where
 /// `/proc` can tell (Linux), `None` elsewhere.
 pub fn open_by_a_process(path: &Path) -> Option<bool> {
-    let target = path.canonicalize().ok()?;
-    let procs = std::fs::read_dir("/proc").ok()?;
-    let me = std::process::id().to_string();
-    for p in procs.flatten() {
-        let name = p.file_name();
-        let name = name.to_string_lossy();
-        if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l == target) {
-                return Some(true);
-            }
-        }
-    }
-    Some(false)
+    OpenFiles::scan().contains(path)
 }
 
 /// Whether a process on this host writes the run in `dir`: `None` where `/proc` cannot
 /// tell (not Linux).
-fn written_by_a_process(dir: &Path) -> Option<bool> {
+fn written_by_a_process(dir: &Path, open: &OpenFiles) -> Option<bool> {
     let mut answer = Some(false);
     for f in [dir.join(METRICS_JSONL), dir.join("metrics.csv")] {
         if !f.is_file() {
             continue;
         }
-        match open_by_a_process(&f) {
+        match open.contains(&f) {
             Some(true) => return Some(true),
             Some(false) => {}
             None => answer = None,
@@ -193,12 +217,17 @@ fn recently_written(dir: &Path) -> bool {
 /// Whether the run in `dir` is being written now: a process on this host has its metrics
 /// open (Linux), or, where that cannot be seen, they were written in the last minute.
 pub fn is_live(dir: &Path) -> bool {
-    written_by_a_process(dir).unwrap_or_else(|| recently_written(dir))
+    written_by_a_process(dir, &OpenFiles::scan()).unwrap_or_else(|| recently_written(dir))
 }
 
 /// How the run in `dir` stands (see [`RunState`]).
 pub fn run_state(dir: &Path) -> RunState {
-    let by_process = written_by_a_process(dir);
+    run_state_with(dir, &OpenFiles::scan())
+}
+
+/// [`run_state`] against a snapshot of the open files (one for many runs).
+pub fn run_state_with(dir: &Path, open: &OpenFiles) -> RunState {
+    let by_process = written_by_a_process(dir, open);
     // Live first: a resumed run (`EZPZ_RESUME`) still has its earlier report.
     if by_process == Some(true) {
         return RunState::Running;
@@ -284,6 +313,11 @@ fn backends_from_files(dir: &Path) -> Vec<String> {
 impl RunOverview {
     /// Reads what `dir` tells of its run; `None` when it holds no run.
     pub fn read(dir: &Path) -> Option<RunOverview> {
+        Self::read_with(dir, &OpenFiles::scan())
+    }
+
+    /// [`read`](Self::read) against a snapshot of the open files (one for many runs).
+    pub fn read_with(dir: &Path, open: &OpenFiles) -> Option<RunOverview> {
         if !is_run_dir(dir) {
             return None;
         }
@@ -317,7 +351,7 @@ impl RunOverview {
         };
         Some(RunOverview {
             dir: dir.to_path_buf(),
-            state: run_state(dir),
+            state: run_state_with(dir, open),
             identity,
             start_time,
             duration_s,
@@ -378,7 +412,8 @@ pub fn compact_line(line: &str) -> Option<String> {
 /// The latest run before the one in `dir` among its sibling directories (the default
 /// layout is `outputs/<project>/<time>`), of the same project when both tell.
 pub fn previous_run(dir: &Path) -> Option<PathBuf> {
-    let me = RunOverview::read(dir)?;
+    let open = OpenFiles::scan();
+    let me = RunOverview::read_with(dir, &open)?;
     let start = me.start_time?;
     let parent = dir.parent()?;
     let mut best: Option<(f64, PathBuf)> = None;
@@ -387,7 +422,7 @@ pub fn previous_run(dir: &Path) -> Option<PathBuf> {
         if p == dir || !p.is_dir() {
             continue;
         }
-        let Some(o) = RunOverview::read(&p) else {
+        let Some(o) = RunOverview::read_with(&p, &open) else {
             continue;
         };
         let same_project = match (o.project(), me.project()) {

@@ -25,11 +25,12 @@ fn resolve(run: &str) -> Result<PathBuf, String> {
             ))
         };
     }
+    let open = runs::OpenFiles::scan();
     let found: Vec<PathBuf> = runs::find_runs(Path::new(OUTPUTS), 4)
         .into_iter()
         .filter(|d| {
             d.file_name().is_some_and(|n| n == run)
-                || RunOverview::read(d).is_some_and(|o| o.name() == run)
+                || RunOverview::read_with(d, &open).is_some_and(|o| o.name() == run)
         })
         .collect();
     match found.as_slice() {
@@ -84,9 +85,10 @@ pub fn ls(dir: &Path, depth: usize, json: bool) -> Outcome {
     if !dir.is_dir() {
         return Err(format!("`{}` is not a directory", dir.display()));
     }
+    let open = runs::OpenFiles::scan();
     let found: Vec<RunOverview> = runs::find_runs(dir, depth)
         .iter()
-        .filter_map(|d| RunOverview::read(d))
+        .filter_map(|d| RunOverview::read_with(d, &open))
         .collect();
     let mut out = std::io::stdout().lock();
     if json {
