@@ -64,14 +64,19 @@ fn kind(name: &str) -> Option<usize> {
     kinds.iter().position(|k| k())
 }
 
-/// `valid/epoch/loss` → (`epoch/loss`, 1): the panel key and the split's rank (training 0).
+/// `valid/epoch/loss` → (`loss`, 3): the panel key, and the series' place in the panel
+/// (training before validation, per-step before per-epoch). Per-epoch values share the
+/// panel of the per-step ones, on the same step axis.
 fn panel_key(name: &str) -> (String, usize) {
-    match name.split_once('/') {
+    let (rest, split) = match name.split_once('/') {
         Some((first, rest)) if SPLITS.contains(&first.to_ascii_lowercase().as_str()) => {
-            let order = usize::from(!matches!(first, "train" | "training"));
-            (rest.to_string(), order)
+            (rest, usize::from(!matches!(first, "train" | "training")))
         }
-        _ => (name.to_string(), 0),
+        _ => (name, 0),
+    };
+    match rest.strip_prefix("epoch/") {
+        Some(leaf) if !leaf.is_empty() => (leaf.to_string(), split * 2 + 1),
+        _ => (rest.to_string(), split * 2),
     }
 }
 
@@ -383,6 +388,9 @@ mod tests {
         );
         let loss: Vec<&str> = p[0].series.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(loss, ["train/loss", "valid/loss"]);
+        assert_eq!(panel_key("valid/epoch/loss"), ("loss".to_string(), 3));
+        assert_eq!(panel_key("train/epoch/loss"), ("loss".to_string(), 1));
+        assert_eq!(panel_key("epoch/loss"), ("loss".to_string(), 1));
         let with_extra = panels(&h, &["other".to_string()]);
         assert_eq!(with_extra.last().unwrap().title, "other");
 
