@@ -67,6 +67,18 @@ pub fn print(outcome: &Outcome, tracking: &Summary) {
             println!("{}: {} dropped, {} errors", b.name, b.dropped, b.errors);
         }
     }
+    // The report first: the page to open, and the one picture that sums the run up.
+    if let Some(dir) = &tracking.outdir {
+        for (what, file) in [
+            ("report", "report.html"),
+            ("overview", "plots/overview.png"),
+        ] {
+            let path = dir.join(file);
+            if path.is_file() {
+                println!("{what}: {}", path.display());
+            }
+        }
+    }
     if tracking.backends.iter().any(|b| b.name == "tensorboard")
         && !tracking.backends.iter().any(|b| {
             b.name == "tensorboard" && b.run_info.as_ref().is_some_and(|i| i.command.is_some())

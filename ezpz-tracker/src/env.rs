@@ -85,6 +85,10 @@ pub const RANK_VARS: &[&str] = &[
     "PMI_RANK",
     "OMPI_COMM_WORLD_RANK",
     "PMIX_RANK",
+    // Cray PALS `mpiexec` (Polaris, Aurora, Sunspot).
+    "PALS_RANKID",
+    // MVAPICH2.
+    "MV2_COMM_WORLD_RANK",
     "SLURM_PROCID",
 ];
 /// Rank within the node, in order of precedence.
@@ -94,6 +98,7 @@ pub const LOCAL_RANK_VARS: &[&str] = &[
     "PMIX_LOCAL_RANK",
     "PMI_LOCAL_RANK",
     "OMPI_COMM_WORLD_LOCAL_RANK",
+    "MV2_COMM_WORLD_LOCAL_RANK",
     "MPI_LOCALRANKID",
     "MPICH_LOCALRANKID",
     "SLURM_LOCAL_ID",
@@ -103,6 +108,7 @@ pub const WORLD_SIZE_VARS: &[&str] = &[
     "WORLD_SIZE",
     "PMI_SIZE",
     "OMPI_COMM_WORLD_SIZE",
+    "MV2_COMM_WORLD_SIZE",
     "SLURM_NTASKS",
 ];
 /// Ranks per node, in order of precedence.
@@ -111,6 +117,8 @@ pub const LOCAL_SIZE_VARS: &[&str] = &[
     "NGPU_PER_HOST",
     "PMI_LOCAL_SIZE",
     "OMPI_COMM_WORLD_LOCAL_SIZE",
+    "MV2_COMM_WORLD_LOCAL_SIZE",
+    "MPI_LOCALNRANKS",
     "SLURM_NTASKS_PER_NODE",
 ];
 
@@ -208,12 +216,17 @@ impl RankInfo {
     }
 
     /// Reads rank, local rank and world size from the launcher's variables ([`RANK_VARS`],
-    /// [`LOCAL_RANK_VARS`], [`WORLD_SIZE_VARS`]); a process started without a launcher is
-    /// rank 0 of 1.
+    /// [`LOCAL_RANK_VARS`], [`WORLD_SIZE_VARS`], [`LOCAL_SIZE_VARS`]: torchrun, MPICH/Intel
+    /// MPI, Open MPI, PMIx, Cray PALS, MVAPICH2, Slurm). When the launcher set none and
+    /// MPI is initialised (feature `mpi`), MPI's own rank and size; otherwise rank 0 of 1.
     pub fn from_env() -> Self {
         let mut info = RankInfo::single();
-        info.rank = first_usize(RANK_VARS).unwrap_or(0);
-        info.world_size = first_usize(WORLD_SIZE_VARS).unwrap_or(1).max(info.rank + 1);
+        let (rank, size) = match first_usize(RANK_VARS) {
+            Some(r) => (r, first_usize(WORLD_SIZE_VARS)),
+            None => mpi_rank().map_or((0, first_usize(WORLD_SIZE_VARS)), |(r, s)| (r, Some(s))),
+        };
+        info.rank = rank;
+        info.world_size = size.unwrap_or(1).max(info.rank + 1);
         let per_node = first_usize(LOCAL_SIZE_VARS).filter(|n| *n > 0);
         info.num_nodes = var("SLURM_NNODES")
             .and_then(|v| v.parse().ok())
@@ -238,6 +251,25 @@ impl RankInfo {
     pub fn is_main(&self) -> bool {
         self.rank == 0
     }
+}
+
+/// Rank and size of MPI's world communicator, when MPI is initialised (and not finalised).
+#[cfg(feature = "mpi")]
+fn mpi_rank() -> Option<(usize, usize)> {
+    use mpi::traits::Communicator;
+    if !mpi::environment::is_initialized() || mpi::environment::is_finalized() {
+        return None;
+    }
+    let world = mpi::topology::SimpleCommunicator::world();
+    Some((
+        usize::try_from(world.rank()).ok()?,
+        usize::try_from(world.size()).ok()?,
+    ))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi_rank() -> Option<(usize, usize)> {
+    None
 }
 
 /// The lower-case host name (`HOSTNAME`/`HOST` when the system call fails).
@@ -308,7 +340,8 @@ pub fn job_id() -> Option<String> {
 
 /// The project name when none is given: `WB_PROJECT` → `WANDB_PROJECT` → `WB_PROJECT_NAME` →
 /// `ezpz.<exe parent dir>.<exe stem>` (so `target/release/examples/vit` gives
-/// `ezpz.examples.vit`).
+/// `ezpz.examples.vit`), or `ezpz.<exe stem>` for a binary directly in a cargo profile
+/// directory, so `cargo run` and `cargo run --release` name the same project.
 pub fn default_project_name() -> String {
     var(WB_PROJECT)
         .or_else(|| var(WANDB_PROJECT))
@@ -330,7 +363,17 @@ fn project_from_exe(exe: &Path) -> Option<String> {
         }
         _ => stem,
     };
-    let parent = exe.parent()?.file_name()?.to_string_lossy().to_string();
+    let dir = exe.parent()?;
+    // `target/debug`, `target/release`, a custom profile or another target dir: the
+    // profile says nothing about the program.
+    let profile = dir.join(".fingerprint").is_dir()
+        || dir
+            .file_name()
+            .is_some_and(|n| n == "debug" || n == "release");
+    if profile {
+        return Some(format!("ezpz.{stem}"));
+    }
+    let parent = dir.file_name()?.to_string_lossy().to_string();
     Some(format!("ezpz.{parent}.{stem}"))
 }
 
@@ -387,5 +430,28 @@ mod tests {
         assert_eq!(project_from_exe(p).unwrap(), "ezpz.examples.vit");
         let t = Path::new("/x/target/debug/deps/tracker-0123456789abcdef");
         assert_eq!(project_from_exe(t).unwrap(), "ezpz.deps.tracker");
+        let r = Path::new("/x/target/release/examples/vit");
+        assert_eq!(project_from_exe(r), project_from_exe(p));
+    }
+
+    #[test]
+    fn project_does_not_change_between_debug_and_release() {
+        let debug = project_from_exe(Path::new("/x/target/debug/trainer"));
+        let release = project_from_exe(Path::new("/x/target/release/trainer"));
+        assert_eq!(debug.as_deref(), Some("ezpz.trainer"));
+        assert_eq!(debug, release);
+        // A custom profile in another target dir is recognised by cargo's own folders.
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("bench-profile");
+        std::fs::create_dir_all(profile.join(".fingerprint")).unwrap();
+        assert_eq!(
+            project_from_exe(&profile.join("trainer")).as_deref(),
+            Some("ezpz.trainer")
+        );
+        // A program outside cargo's target dirs keeps its folder.
+        assert_eq!(
+            project_from_exe(Path::new("/opt/tools/trainer")).as_deref(),
+            Some("ezpz.tools.trainer")
+        );
     }
 }

@@ -40,9 +40,10 @@
 //! | `mlflow` | an MLflow run over REST: metrics, params (`config.*`, `ezpz.*`), tags, tables/images/files as artifacts | feature `mlflow` (default); `MLFLOW_TRACKING_URI`; a durable spool under `<outdir>/spool/mlflow/`, replayed by `ezpz sync <outdir>` ([`MlflowBackend`]) |
 //!
 //! Default backends (nothing named anywhere): `csv`, `jsonl`, `tensorboard` where compiled
-//! in, plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when `WANDB_API_KEY` is
-//! set or `WANDB_MODE=offline`. A custom backend implements [`Backend`] (four required
-//! methods: `name`, `log`, `log_config`, `finish`) and is attached with
+//! in, plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when the user is logged
+//! in (`WANDB_API_KEY`, or the `~/.netrc` entry `wandb login` writes) or
+//! `WANDB_MODE=offline`. A custom backend implements [`Backend`] (four required methods:
+//! `name`, `log`, `log_config`, `finish`) and is attached with
 //! [`TrackerBuilder::add_backend`] or registered by name with [`register_backend`].
 //!
 //! ### MLflow
@@ -65,12 +66,15 @@
 //!
 //! At [`Tracker::finish`] on rank 0, when the `jsonl` backend is attached, the tracker reads
 //! `metrics.jsonl` back (streaming; memory bounded by the number of metrics, not steps) and
-//! writes into the run directory `report.md` (run identity, backend links and commands,
-//! configuration, a last/min/max/mean overview with cross-rank ±std, one section per metric
-//! group), `plots/<metric>.png` (raw series; cross-rank mean with ±std and min–max bands when
-//! aggregates exist) and `run_info.json`; it then logs the history as the
-//! `training_history` table and the three outputs as artifacts, so they reach every
-//! backend. [`TrackerBuilder::report`]`(false)` turns it off; `ezpz report <outdir>`
+//! writes into the run directory `report.md` (first `plots/overview.png`, the key series in
+//! one grid; then run identity, backend links and commands, configuration, a
+//! last/min/max/mean overview with cross-rank ±std, one section per metric group),
+//! `report.html` (the same page with its images inlined), `plots/*.png` (per-parameter norms
+//! as two heatmaps, one plot per other metric: raw series, cross-rank mean with ±std and
+//! min–max bands when aggregates exist), `run_info.json` and `report.json` (what it wrote,
+//! how the run ended); it then logs the history as the `training_history` table and the
+//! outputs as artifacts, so they reach every backend. Plots take any `f64`. See
+//! [`report`]. [`TrackerBuilder::report`]`(false)` turns it off; `ezpz report <outdir>`
 //! rebuilds it from the files. The console line of the original is
 //! [`report::format_compact`]:
 //!
@@ -171,6 +175,8 @@
 //! workspace README. `tensorboard` (on) adds the TensorBoard backend (`prost`, `crc32c`).
 //! `wandb` (on) adds the W&B backend (`prost`, `crc32fast`, `sha2`, `reqwest` with rustls).
 //! `mlflow` (on) adds the MLflow backend and `ezpz sync` (`reqwest` with rustls).
+//! `cli` (on) builds the `ezpz` command (`ls`, `show`, `compare`, `tail`, `report`, `sync`;
+//! `clap`).
 //! `mpi` (off) adds the [`mpi`](crate#distributed-mpi) module: the MPI handle and cross-rank
 //! aggregation (needs an MPI library such as OpenMPI to build).
 //!

@@ -418,9 +418,21 @@ pub fn resolve_backend_names(explicit: Option<&str>) -> Vec<String> {
     names
 }
 
+/// Whether `wandb login` (or `WANDB_API_KEY`) left a key for the W&B server.
+#[cfg(feature = "wandb")]
+fn wandb_logged_in() -> bool {
+    crate::backends::wandb::logged_in()
+}
+
+#[cfg(not(feature = "wandb"))]
+fn wandb_logged_in() -> bool {
+    var(env::WANDB_API_KEY).is_some()
+}
+
 /// The backends used when nothing names them: `csv`, `jsonl`, `tensorboard` (those compiled
-/// in), plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when `WANDB_API_KEY` is
-/// set or `WANDB_MODE` is `offline`/`dryrun` (and `WANDB_DISABLED` is not).
+/// in), plus `mlflow` when `MLFLOW_TRACKING_URI` is set, plus `wandb` when the user is
+/// logged in (`WANDB_API_KEY`, or the `~/.netrc` entry `wandb login` writes for the
+/// server's host) or `WANDB_MODE` is `offline`/`dryrun` (and `WANDB_DISABLED` is not).
 pub fn default_backend_names() -> Vec<String> {
     let registered = registered_backends();
     let mut names: Vec<String> = ["csv", "jsonl", "tensorboard"]
@@ -432,8 +444,8 @@ pub fn default_backend_names() -> Vec<String> {
         names.push("mlflow".into());
     }
     let wandb_mode = var(env::WANDB_MODE).map(|m| m.to_lowercase());
-    let wandb_wanted = var(env::WANDB_API_KEY).is_some()
-        || matches!(wandb_mode.as_deref(), Some("offline" | "dryrun"));
+    let wandb_wanted =
+        wandb_logged_in() || matches!(wandb_mode.as_deref(), Some("offline" | "dryrun"));
     if wandb_wanted && var(env::WANDB_DISABLED).is_none() && registered.iter().any(|r| r == "wandb")
     {
         names.push("wandb".into());

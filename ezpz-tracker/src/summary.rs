@@ -13,6 +13,19 @@ pub struct BackendInfo {
     pub run_info: Option<RunInfo>,
 }
 
+impl BackendInfo {
+    /// Where a person can look at the run (the MLflow run page, the W&B run URL), once the
+    /// backend knows it.
+    pub fn url(&self) -> Option<&str> {
+        self.run_info.as_ref()?.url.as_deref()
+    }
+
+    /// The run's id in the backend, once known.
+    pub fn run_id(&self) -> Option<&str> {
+        self.run_info.as_ref()?.id.as_deref()
+    }
+}
+
 /// What happened to one backend over the run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendSummary {
@@ -61,5 +74,59 @@ impl Summary {
                 })
             })
             .collect()
+    }
+
+    /// The run's URL in `backend` (`"mlflow"`, `"wandb"`), if it has one.
+    pub fn run_url(&self, backend: &str) -> Option<&str> {
+        self.backend(backend)?.run_info.as_ref()?.url.as_deref()
+    }
+
+    /// The run's id in `backend`, if it has one.
+    pub fn run_id(&self, backend: &str) -> Option<&str> {
+        self.backend(backend)?.run_info.as_ref()?.id.as_deref()
+    }
+
+    /// The summary of `backend`, by name.
+    pub fn backend(&self, name: &str) -> Option<&BackendSummary> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_urls_and_ids_by_backend() {
+        let info = RunInfo {
+            id: Some("abc".into()),
+            url: Some("http://mlflow/#/experiments/1/runs/abc".into()),
+            ..RunInfo::default()
+        };
+        let summary = Summary {
+            backends: vec![BackendSummary {
+                name: "mlflow".into(),
+                records: 1,
+                errors: 0,
+                dropped: 0,
+                panics: 0,
+                run_info: Some(info.clone()),
+            }],
+            ..Summary::default()
+        };
+        assert_eq!(summary.run_id("mlflow"), Some("abc"));
+        assert_eq!(
+            summary.run_url("mlflow"),
+            Some("http://mlflow/#/experiments/1/runs/abc")
+        );
+        assert_eq!(summary.run_url("wandb"), None);
+        let b = BackendInfo {
+            name: "mlflow".into(),
+            run_info: Some(info),
+        };
+        assert_eq!(
+            (b.url(), b.run_id()),
+            (summary.run_url("mlflow"), Some("abc"))
+        );
     }
 }

@@ -191,12 +191,18 @@ fn report_without_aggregates_has_every_section_working_links_and_plots() {
         plots,
         [
             "eval_loss.png",
+            "overview.png",
             "train_acc.png",
             "train_loss.png",
             "train_lr.png"
         ]
     );
-    for p in &plots {
+    // The overview comes first, right under the title.
+    assert!(
+        report.starts_with("# Run report: report-run\n\n![overview](plots/overview.png)\n"),
+        "{report}"
+    );
+    for p in plots.iter().filter(|p| *p != "overview.png") {
         check_png(&outdir.join("plots").join(p));
         assert!(
             targets.contains(&format!("plots/{p}")),
@@ -242,7 +248,12 @@ fn report_without_aggregates_has_every_section_working_links_and_plots() {
         .collect();
     assert_eq!(
         labels,
-        [("report", true), ("plots", true), ("run_info", true)]
+        [
+            ("report", true),
+            ("report_html", true),
+            ("plots", true),
+            ("run_info", true)
+        ]
     );
     let csv_table = std::fs::read_to_string(outdir.join("training_history.csv")).unwrap();
     assert_eq!(csv_table.lines().count(), 34);
@@ -263,7 +274,7 @@ fn report_with_aggregates_shows_cross_rank_spread() {
     // Aggregates fold into their metric: no plot or row of their own.
     assert!(!report.contains("| `train/loss/std`"));
     let plots = std::fs::read_dir(outdir.join("plots")).unwrap().count();
-    assert_eq!(plots, 4);
+    assert_eq!(plots, 5, "four metrics and the overview");
     for t in link_targets(&report) {
         assert!(outdir.join(&t).is_file(), "broken link `{t}`");
     }
@@ -301,7 +312,7 @@ fn ezpz_report_reproduces_the_report_from_the_run_dir_and_from_the_jsonl_alone()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("4 plots, 33 records"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 plots, 33 records"));
     assert_eq!(
         std::fs::read_to_string(outdir.join("report.md")).unwrap(),
         original
@@ -384,11 +395,13 @@ fn ezpz_cli_help_and_errors() {
     let help = ezpz(&["--help".as_ref()]);
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("report <outdir>"), "{text}");
+    assert!(text.contains("report"), "{text}");
 
     let unknown = ezpz(&["frobnicate".as_ref()]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown command `frobnicate`"));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("unrecognized subcommand 'frobnicate'")
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let missing = ezpz(&["report".as_ref(), dir.path().as_os_str()]);
@@ -397,5 +410,5 @@ fn ezpz_cli_help_and_errors() {
 
     let no_dir = ezpz(&["report".as_ref()]);
     assert_eq!(no_dir.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&no_dir.stderr).contains("missing <outdir>"));
+    assert!(String::from_utf8_lossy(&no_dir.stderr).contains("<RUN>"));
 }

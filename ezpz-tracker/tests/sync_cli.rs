@@ -28,25 +28,28 @@ fn text(o: &Output) -> String {
 fn sync_help_and_usage_errors() {
     let o = ezpz(&["--help"]);
     assert!(o.status.success());
-    assert!(text(&o).contains("sync <outdir>"), "{}", text(&o));
+    assert!(text(&o).contains("sync"), "{}", text(&o));
     let o = ezpz(&["sync", "--help"]);
     assert!(o.status.success());
     assert!(text(&o).contains("--tracking-uri"), "{}", text(&o));
     for (args, says) in [
-        (&["sync"][..], "missing <outdir>"),
-        (&["sync", "a", "b"][..], "unexpected argument `b`"),
+        (&["sync"][..], "<RUN>"),
+        (&["sync", "a", "b"][..], "unexpected argument 'b'"),
         (
             &["sync", "a", "--timeout", "soon"][..],
-            "--timeout needs a number",
+            "needs a number of seconds",
         ),
-        (&["sync", "a", "--bogus"][..], "unknown option `--bogus`"),
+        (
+            &["sync", "a", "--bogus"][..],
+            "unexpected argument '--bogus'",
+        ),
     ] {
         let o = ezpz(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
         assert!(
-            text(&o).contains("Usage: ezpz sync"),
-            "{args:?} shows the usage"
+            text(&o).contains("Usage: ezpz sync") || text(&o).contains("try '--help'"),
+            "{args:?} shows the usage or points at it"
         );
     }
 }

@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_POINTS: usize = 1000;
 #[derive(Deserialize)]
 pub(crate) struct Line {
     #[serde(default)]
-    timestamp: Option<f64>,
+    pub timestamp: Option<f64>,
     #[serde(default)]
     pub step: Option<u64>,
     #[serde(default)]

@@ -21,6 +21,8 @@ pub(crate) enum Plotted {
     NoData,
     /// Past the report's plot limit.
     OverLimit,
+    /// A per-parameter norm, drawn in its group's heatmap.
+    InHeatmap,
 }
 
 /// Everything the report is made of.
@@ -31,6 +33,11 @@ pub(crate) struct ReportInput<'a> {
     pub config: Option<&'a serde_json::Value>,
     pub plots: &'a [Plotted],
     pub max_plots: usize,
+    /// `plots/overview.png` (relative) and its panels' titles, when drawn.
+    pub overview: Option<(String, Vec<String>)>,
+    pub heatmaps: &'a [super::heatmap::HeatmapInfo],
+    /// Groups with more metrics than this get one row in the overview table.
+    pub group_rows: usize,
 }
 
 /// `path` relative to the run directory, when it lies inside it: tried against the
@@ -199,7 +206,57 @@ fn overview_row(m: &MetricHistory) -> String {
     )
 }
 
-fn overview_section(out: &mut String, h: &History) {
+const TABLE_HEAD: &str = "| metric | last | min | max | mean | ±std across ranks (last) | points |\n|---|---:|---:|---:|---:|---:|---:|\n";
+
+/// Groups in order of first appearance, with their metrics.
+fn groups(h: &History) -> Vec<(&str, Vec<&MetricHistory>)> {
+    let mut out: Vec<(&str, Vec<&MetricHistory>)> = Vec::new();
+    for m in h.metrics() {
+        match out.iter_mut().find(|(g, _)| *g == m.group()) {
+            Some((_, ms)) => ms.push(m),
+            None => out.push((m.group(), vec![m])),
+        }
+    }
+    out
+}
+
+/// One row standing for a whole group: how many metrics, and the range of their values.
+fn group_row(group: &str, metrics: &[&MetricHistory]) -> String {
+    let stats: Vec<_> = metrics
+        .iter()
+        .filter_map(|m| m.main_channel().and_then(|c| m.stats(c)))
+        .collect();
+    let fold = |f: &dyn Fn(&&crate::report::RunningStats) -> f64| {
+        stats
+            .iter()
+            .map(f)
+            .filter(|v| v.is_finite())
+            .fold(None, |acc: Option<(f64, f64)>, v| {
+                Some(acc.map_or((v, v), |(a, b)| (a.min(v), b.max(v))))
+            })
+    };
+    let range = |r: Option<(f64, f64)>| match r {
+        Some((a, b)) if a == b => number(a, 4),
+        Some((a, b)) => format!("{} … {}", number(a, 4), number(b, 4)),
+        None => String::new(),
+    };
+    let last = range(fold(&|s| s.last));
+    let min = fold(&|s| s.min).map(|r| number(r.0, 6)).unwrap_or_default();
+    let max = fold(&|s| s.max).map(|r| number(r.1, 6)).unwrap_or_default();
+    let points: u64 = stats.iter().map(|s| s.total()).sum();
+    let non_finite: u64 = stats.iter().map(|s| s.non_finite).sum();
+    let mut points = points.to_string();
+    if non_finite > 0 {
+        let _ = write!(points, " ({non_finite} non-finite)");
+    }
+    format!(
+        "| {} ({} metrics) | {last} | {min} | {max} | | | {points} |\n",
+        code(&cell(&format!("{group}/*"))),
+        metrics.len()
+    )
+}
+
+fn overview_section(out: &mut String, h: &History, group_rows: usize) {
     out.push_str("## Metric overview\n\n");
     if h.metrics().is_empty() {
         out.push_str("_No metrics were logged._\n\n");
@@ -209,12 +266,32 @@ fn overview_section(out: &mut String, h: &History) {
         "Over every logged step: last value, smallest, largest and mean (non-finite values left \
          out); ±std is the spread across ranks at the last step, where aggregates were logged.\n\n",
     );
-    out.push_str("| metric | last | min | max | mean | ±std across ranks (last) | points |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-    for m in h.metrics() {
-        out.push_str(&overview_row(m));
+    out.push_str(TABLE_HEAD);
+    let groups = groups(h);
+    let mut collapsed = false;
+    for (group, metrics) in &groups {
+        if metrics.len() > group_rows || super::heatmap::is_heatmap_metric(&format!("{group}/")) {
+            collapsed = true;
+            out.push_str(&group_row(group, metrics));
+        } else {
+            for m in metrics {
+                out.push_str(&overview_row(m));
+            }
+        }
     }
     out.push('\n');
+    if collapsed {
+        let _ = writeln!(
+            out,
+            "<details><summary>Every metric ({})</summary>\n",
+            h.metrics().len()
+        );
+        out.push_str(TABLE_HEAD);
+        for m in h.metrics() {
+            out.push_str(&overview_row(m));
+        }
+        out.push_str("\n</details>\n\n");
+    }
 }
 
 fn group_sections(out: &mut String, input: &ReportInput<'_>) {
@@ -234,6 +311,26 @@ fn group_sections(out: &mut String, input: &ReportInput<'_>) {
         let mut counters = Vec::new();
         let mut unplotted = Vec::new();
         let mut over_limit = Vec::new();
+        if let Some(map) = input
+            .heatmaps
+            .iter()
+            .find(|m| m.prefix.trim_end_matches('/') == group)
+        {
+            let _ = writeln!(
+                out,
+                "![{} heatmap]({})\n\n{} parameters × {} logged steps; rows grouped by module, \
+                 colour on a log scale{}.\n",
+                cell(group),
+                link_target(&map.file),
+                map.rows,
+                map.columns,
+                if input.plots.contains(&Plotted::InHeatmap) {
+                    " (plots per parameter: `ReportOptions::norm_plots`)"
+                } else {
+                    ""
+                }
+            );
+        }
         for (m, plotted) in input.history.metrics().iter().zip(input.plots) {
             if m.group() != group {
                 continue;
@@ -245,6 +342,7 @@ fn group_sections(out: &mut String, input: &ReportInput<'_>) {
                 Plotted::Counter => counters.push(code(m.name())),
                 Plotted::OverLimit => over_limit.push(code(m.name())),
                 Plotted::File(_) | Plotted::NoData => unplotted.push(code(m.name())),
+                Plotted::InHeatmap => {}
             }
         }
         if !counters.is_empty() {
@@ -274,10 +372,18 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
         .or(input.identity.project.as_deref())
         .unwrap_or("run");
     let _ = writeln!(out, "# Run report: {}\n", cell(name));
+    if let Some((file, panels)) = &input.overview {
+        let _ = writeln!(
+            out,
+            "![overview]({})\n\n_Overview: {}._\n",
+            link_target(file),
+            panels.join(", ")
+        );
+    }
     identity_table(&mut out, input);
     backends_section(&mut out, input);
     config_section(&mut out, input.config);
-    overview_section(&mut out, input.history);
+    overview_section(&mut out, input.history, input.group_rows);
     group_sections(&mut out, input);
     while out.ends_with("\n\n") {
         out.pop();

@@ -9,15 +9,17 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
+use super::axis::Axis;
 use super::history::MetricHistory;
-use super::series::{Channel, SeriesPoint};
-use super::text::number;
+use super::series::{Channel, NonFinitePoint, SeriesPoint};
 use crate::{Error, Result};
 
 const RAW: RGBColor = RGBColor(31, 119, 180);
 const AGG: RGBColor = RGBColor(230, 110, 0);
 const GRID: RGBColor = RGBColor(232, 232, 232);
-const FONT: &str = "sans-serif";
+/// Non-finite values' markers.
+pub(crate) const BAD: RGBColor = RGBColor(214, 39, 40);
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Plot size unless told otherwise, in pixels.
 pub const DEFAULT_PLOT_SIZE: (u32, u32) = (900, 500);
@@ -30,6 +32,9 @@ fn font_ready() -> bool {
         plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
     })
 }
+
+/// What a drawing step returns: plotters' error as text.
+pub(crate) type DrawResult = std::result::Result<(), String>;
 
 fn draw_err(e: impl std::fmt::Display) -> Error {
     Error::backend("report", format!("cannot draw a plot: {e}"))
@@ -61,16 +66,27 @@ fn band(edges: &[(f64, f64, f64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-struct Layers {
+pub(crate) struct Layers {
     raw: Vec<SeriesPoint>,
     mean: Vec<SeriesPoint>,
     std_band: Vec<(f64, f64, f64)>,
     range_band: Vec<(f64, f64, f64)>,
+    non_finite: Vec<NonFinitePoint>,
     thinned: bool,
 }
 
+/// The smallest and largest of finite values, if any.
+fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .filter(|v| v.is_finite())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((v.min(lo), v.max(hi))),
+        })
+}
+
 impl Layers {
-    fn of(metric: &MetricHistory) -> Layers {
+    pub(crate) fn of(metric: &MetricHistory) -> Layers {
         let s = metric.series();
         let mean = s.points(Channel::Mean);
         let std_band = paired(&mean, &s.points(Channel::Std))
@@ -81,53 +97,59 @@ impl Layers {
             .into_iter()
             .map(|(x, lo, hi)| (x, lo.min, hi.max))
             .collect();
+        let main = metric.main_channel().unwrap_or(Channel::Raw);
         Layers {
             raw: s.points(Channel::Raw),
             mean,
             std_band,
             range_band,
+            non_finite: s.non_finite(main),
             thinned: s.stride() > 1,
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.raw.is_empty() && self.mean.is_empty() && self.range_band.is_empty()
+        self.raw.is_empty()
+            && self.mean.is_empty()
+            && self.range_band.is_empty()
+            && self.non_finite.is_empty()
     }
 
-    /// The x and y extents of everything drawn.
-    fn extent(&self) -> ((f64, f64), (f64, f64)) {
-        let mut x = (f64::INFINITY, f64::NEG_INFINITY);
-        let mut y = (f64::INFINITY, f64::NEG_INFINITY);
-        let mut add = |px: f64, lo: f64, hi: f64| {
-            x = (x.0.min(px), x.1.max(px));
-            y = (y.0.min(lo), y.1.max(hi));
+    /// The x and y axes of everything drawn: a log y axis for a positive series over more
+    /// than three decades.
+    fn axes(&self, ticks: usize) -> (Axis, Axis) {
+        let points = self.raw.iter().chain(&self.mean);
+        let xs = points
+            .clone()
+            .map(|p| p.step)
+            .chain(self.range_band.iter().map(|e| e.0))
+            .chain(self.non_finite.iter().map(|p| p.step));
+        let (x0, x1) = span(xs).unwrap_or((0.0, 1.0));
+        let ys = points
+            .flat_map(|p| {
+                if self.thinned {
+                    [p.min, p.max]
+                } else {
+                    [p.mean, p.mean]
+                }
+            })
+            .chain(self.range_band.iter().flat_map(|e| [e.1, e.2]));
+        let x = Axis::linear(x0, x1, 0.015, ticks);
+        let Some((y0, y1)) = span(ys) else {
+            return (x, Axis::linear(0.0, 1.0, 0.0, ticks));
         };
-        for p in self.raw.iter().chain(&self.mean) {
-            if self.thinned {
-                add(p.step, p.min, p.max);
-            } else {
-                add(p.step, p.mean, p.mean);
-            }
+        let y = Axis::auto(y0, y1, 0.06, ticks);
+        if y.is_log() {
+            return (x, y);
         }
-        for (px, lo, hi) in self.std_band.iter().chain(&self.range_band) {
-            add(*px, *lo, *hi);
-        }
-        (widen(x, 0.015), widen(y, 0.06))
+        // The ±std band is drawn in full on a linear scale.
+        let with_std = self.std_band.iter().flat_map(|e| [e.1, e.2]);
+        let (y0, y1) = span(with_std.chain([y0, y1])).unwrap_or((y0, y1));
+        (x, Axis::linear(y0, y1, 0.06, ticks))
     }
 }
 
-/// Pads a range by `frac` of its span; a single value gets a span of its own.
-fn widen((lo, hi): (f64, f64), frac: f64) -> (f64, f64) {
-    let span = hi - lo;
-    if span > 0.0 && span.is_finite() {
-        let pad = span * frac;
-        return (lo - pad, hi + pad);
-    }
-    let pad = if lo != 0.0 { lo.abs() * 0.1 } else { 1.0 };
-    (lo - pad, hi + pad)
-}
-
-/// Draws `metric` as a `width × height` RGB image; `None` when it has no finite value.
+/// Draws `metric` as a `width × height` RGB image; `None` when it has nothing to draw.
 ///
 /// # Errors
 /// Drawing failed (the bundled font could not be loaded, say).
@@ -139,6 +161,17 @@ pub(crate) fn render(
     if layers.is_empty() {
         return Ok(None);
     }
+    let img = canvas((width, height), |root| {
+        draw(root, metric, &layers).map_err(|e| e.to_string())
+    })?;
+    Ok(Some(img))
+}
+
+/// A white `width × height` canvas handed to `paint`, returned as an RGB image.
+pub(crate) fn canvas<F>((width, height): (u32, u32), paint: F) -> Result<image::RgbImage>
+where
+    F: FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> DrawResult,
+{
     if !font_ready() {
         return Err(draw_err("the bundled font could not be loaded"));
     }
@@ -146,10 +179,20 @@ pub(crate) fn render(
     {
         let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
-        draw(&root, metric, &layers).map_err(draw_err)?;
+        paint(&root).map_err(draw_err)?;
         root.present().map_err(draw_err)?;
     }
-    Ok(image::RgbImage::from_raw(width, height, buf))
+    image::RgbImage::from_raw(width, height, buf)
+        .ok_or_else(|| draw_err("the picture buffer has the wrong size"))
+}
+
+/// Writes `img` as a PNG file.
+///
+/// # Errors
+/// Encoding or writing failed.
+pub(crate) fn save(img: &image::RgbImage, path: &Path) -> Result<()> {
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| Error::backend("report", format!("cannot write `{}`: {e}", path.display())))
 }
 
 /// Renders `metric` into the PNG file `path`; returns whether there was anything to draw.
@@ -160,40 +203,56 @@ pub(crate) fn write_png(metric: &MetricHistory, size: (u32, u32), path: &Path) -
     let Some(img) = render(metric, size)? else {
         return Ok(false);
     };
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| Error::backend("report", format!("cannot write `{}`: {e}", path.display())))?;
+    save(&img, path)?;
     Ok(true)
 }
 
+/// Draws one metric's panel into `area`; nothing when it has no point, finite or not.
 fn draw<DB: DrawingBackend>(
-    root: &DrawingArea<DB, plotters::coord::Shift>,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
     metric: &MetricHistory,
     layers: &Layers,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let ((x0, x1), (y0, y1)) = layers.extent();
-    let mut chart = ChartBuilder::on(root)
+    if layers.is_empty() {
+        return Ok(());
+    }
+    let (x_axis, y_axis) = layers.axes(8);
+    let longest = y_axis
+        .ticks()
+        .iter()
+        .map(|t| y_axis.label(*t).chars().count())
+        .max()
+        .unwrap_or(4) as u32;
+    let label_px = 13;
+    let mut chart = ChartBuilder::on(area)
         .caption(metric.name(), (FONT, 24))
         .margin(14)
         .x_label_area_size(50)
-        .y_label_area_size(84)
-        .build_cartesian_2d(x0..x1, y0..y1)?;
+        .y_label_area_size(longest * label_px * 6 / 10 + 40)
+        .build_cartesian_2d(x_axis.clone(), y_axis.clone())?;
     let stride = metric.series().stride();
     let x_desc = if layers.thinned {
         format!("step  (each point: mean of {stride} steps, band: their min–max)")
     } else {
         "step".to_string()
     };
-    let tick = |v: &f64| number(*v, 4);
+    let mut y_desc = metric.name().to_string();
+    if y_axis.is_log() {
+        y_desc.push_str("  (log scale)");
+    }
+    let x_tick = |v: &f64| x_axis.label(*v);
+    let y_tick = |v: &f64| y_axis.label(*v);
+    let ticks = 8;
     chart
         .configure_mesh()
         .x_desc(x_desc)
-        .y_desc(metric.name())
+        .y_desc(y_desc)
         .axis_desc_style((FONT, 16))
-        .label_style((FONT, 13))
-        .x_label_formatter(&tick)
-        .y_label_formatter(&tick)
-        .x_labels(8)
-        .y_labels(8)
+        .label_style((FONT, label_px))
+        .x_label_formatter(&x_tick)
+        .y_label_formatter(&y_tick)
+        .x_labels(ticks)
+        .y_labels(ticks)
         .light_line_style(TRANSPARENT)
         .bold_line_style(GRID)
         .draw()?;
@@ -230,6 +289,7 @@ fn draw<DB: DrawingBackend>(
             .label("min–max per point")
             .legend(legend_box(c));
     }
+    let dots = 40;
     if !layers.mean.is_empty() {
         let style = AGG.stroke_width(2);
         chart
@@ -239,7 +299,7 @@ fn draw<DB: DrawingBackend>(
             ))?
             .label("mean over ranks")
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style));
-        if layers.mean.len() <= 40 {
+        if layers.mean.len() <= dots {
             chart.draw_series(
                 layers
                     .mean
@@ -258,7 +318,7 @@ fn draw<DB: DrawingBackend>(
             ))?
             .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style));
-        if layers.raw.len() <= 40 {
+        if layers.raw.len() <= dots {
             chart.draw_series(
                 layers
                     .raw
@@ -266,6 +326,21 @@ fn draw<DB: DrawingBackend>(
                     .map(|p| Circle::new((p.step, p.mean), 3, RAW.filled())),
             )?;
         }
+    }
+    if !layers.non_finite.is_empty() {
+        // At the top edge: a NaN or infinity has no place on the value axis.
+        let top = y_axis.bounds().1;
+        let n: u64 = layers.non_finite.iter().map(|p| u64::from(p.count)).sum();
+        let size = 6;
+        chart
+            .draw_series(
+                layers
+                    .non_finite
+                    .iter()
+                    .map(|p| TriangleMarker::new((p.step, top), size, BAD.filled())),
+            )?
+            .label(format!("NaN/±inf ({n} values, top edge)"))
+            .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 5, BAD.filled()));
     }
     chart
         .configure_series_labels()
@@ -325,11 +400,13 @@ mod tests {
     }
 
     #[test]
-    fn nothing_finite_draws_nothing_and_one_point_draws() {
+    fn nothing_finite_draws_markers_and_one_point_draws() {
         let h = history(
             "{\"step\":0,\"metrics\":{\"bad\":\"NaN\",\"one\":5}}\n{\"step\":1,\"metrics\":{\"bad\":\"NaN\"}}\n",
         );
-        assert!(render(h.get("bad").unwrap(), (300, 200)).unwrap().is_none());
+        // No finite value: the non-finite points are marked.
+        let bad = render(h.get("bad").unwrap(), (300, 200)).unwrap().unwrap();
+        assert!(bad.pixels().filter(|p| p.0 == [214, 39, 40]).count() > 20);
         let img = render(h.get("one").unwrap(), (300, 200)).unwrap().unwrap();
         assert!(img.pixels().any(|p| p.0 == [31, 119, 180]));
     }

@@ -110,8 +110,7 @@ impl RunningStats {
             self.min = v;
             self.max = v;
         } else {
-            // Incremental mean: no large running sum to lose precision in.
-            self.mean += (v - self.mean) / self.count as f64;
+            self.mean = running_mean(self.mean, v, self.count);
             self.min = self.min.min(v);
             self.max = self.max.max(v);
         }
@@ -123,33 +122,61 @@ impl RunningStats {
     }
 }
 
-/// Sum, count and extremes of the finite values of one channel in one bucket.
+/// The mean of `n` values from the mean of the first `n - 1` and the `n`-th value `v`.
+///
+/// Incremental, with no running sum and no `v - mean` (both overflow near `f64::MAX`): each
+/// term is at most `f64::MAX` in size, and the result stays within the values' range.
+fn running_mean(mean: f64, v: f64, n: u64) -> f64 {
+    let n = n as f64;
+    let m = (mean - mean / n) + v / n;
+    m.clamp(mean.min(v), mean.max(v))
+}
+
+/// Mean, count and extremes of the finite values of one channel in one bucket, and how
+/// many values were not finite.
 #[derive(Debug, Clone, Copy)]
 struct Acc {
-    sum: f64,
+    mean: f64,
     n: u32,
+    non_finite: u32,
     min: f64,
     max: f64,
 }
 
 impl Acc {
     const EMPTY: Acc = Acc {
-        sum: 0.0,
+        mean: 0.0,
         n: 0,
+        non_finite: 0,
         min: f64::INFINITY,
         max: f64::NEG_INFINITY,
     };
 
     fn add(&mut self, v: f64) {
-        self.sum += v;
+        if !v.is_finite() {
+            self.non_finite = self.non_finite.saturating_add(1);
+            return;
+        }
         self.n += 1;
+        self.mean = if self.n == 1 {
+            v
+        } else {
+            running_mean(self.mean, v, u64::from(self.n))
+        };
         self.min = self.min.min(v);
         self.max = self.max.max(v);
     }
 
     fn merge(&mut self, other: &Acc) {
-        self.sum += other.sum;
-        self.n += other.n;
+        if other.n > 0 {
+            let total = f64::from(self.n) + f64::from(other.n);
+            // Weights below 1: no product overflows.
+            let mean =
+                self.mean * (f64::from(self.n) / total) + other.mean * (f64::from(other.n) / total);
+            self.mean = mean.clamp(self.mean.min(other.mean), self.mean.max(other.mean));
+            self.n += other.n;
+        }
+        self.non_finite = self.non_finite.saturating_add(other.non_finite);
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
     }
@@ -166,6 +193,15 @@ pub struct SeriesPoint {
     pub min: f64,
     /// Largest finite value in the bucket.
     pub max: f64,
+}
+
+/// A bucket with values that were not finite (NaN or ±infinity), which a plot marks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFinitePoint {
+    /// The bucket's middle step.
+    pub step: f64,
+    /// NaN and infinite values in the bucket.
+    pub count: u32,
 }
 
 /// A bounded, evenly thinned series of rows with up to five [`Channel`]s; see the
@@ -220,9 +256,7 @@ impl ThinnedSeries {
         for (i, v) in values.iter().enumerate() {
             let Some(v) = v else { continue };
             let acc = self.channels[i].get_or_insert_with(|| vec![Acc::EMPTY; n]);
-            if v.is_finite() {
-                acc[n - 1].add(*v);
-            }
+            acc[n - 1].add(*v);
         }
     }
 
@@ -291,9 +325,25 @@ impl ThinnedSeries {
             .filter(|(_, a)| a.n > 0)
             .map(|((first, last), a)| SeriesPoint {
                 step: (*first as f64 + *last as f64) / 2.0,
-                mean: a.sum / f64::from(a.n),
+                mean: a.mean,
                 min: a.min,
                 max: a.max,
+            })
+            .collect()
+    }
+
+    /// The buckets of `channel` that hold NaN or infinite values.
+    pub fn non_finite(&self, channel: Channel) -> Vec<NonFinitePoint> {
+        let Some(accs) = &self.channels[channel.index()] else {
+            return Vec::new();
+        };
+        self.steps
+            .iter()
+            .zip(accs)
+            .filter(|(_, a)| a.non_finite > 0)
+            .map(|((first, last), a)| NonFinitePoint {
+                step: (*first as f64 + *last as f64) / 2.0,
+                count: a.non_finite,
             })
             .collect()
     }
@@ -393,6 +443,27 @@ mod tests {
     }
 
     #[test]
+    fn means_at_the_limits_of_f64_stay_finite_and_in_range() {
+        let mut s = ThinnedSeries::new(2);
+        let mut stats = RunningStats::default();
+        for i in 0..1000u64 {
+            let v = if i % 2 == 0 { f64::MAX } else { -f64::MAX };
+            s.push(i, &raw(v));
+            stats.push(i, f64::MAX);
+        }
+        for p in s.points(Channel::Raw) {
+            assert!(p.mean.is_finite() && p.mean.abs() <= f64::MAX, "{p:?}");
+            assert_eq!((p.min, p.max), (-f64::MAX, f64::MAX));
+        }
+        assert_eq!(stats.mean, f64::MAX);
+        let mut one = ThinnedSeries::new(4);
+        for i in 0..100u64 {
+            one.push(i, &raw(f64::MAX));
+        }
+        assert!(one.points(Channel::Raw).iter().all(|p| p.mean == f64::MAX));
+    }
+
+    #[test]
     fn late_channels_and_non_finite_values_align_with_buckets() {
         let mut s = ThinnedSeries::new(2);
         for i in 0..9u64 {
@@ -406,6 +477,13 @@ mod tests {
         assert!(std.iter().all(|p| p.min >= 4.0));
         assert_eq!(std.last().unwrap().max, 8.0);
         assert!(raw.iter().all(|p| p.mean == 1.0));
+        assert_eq!(
+            s.non_finite(Channel::Raw),
+            [NonFinitePoint {
+                step: 5.5,
+                count: 1
+            }]
+        );
         let moved = s.split_off(Channel::Std);
         assert!(!s.has(Channel::Std));
         assert_eq!(moved.points(Channel::Raw), std);

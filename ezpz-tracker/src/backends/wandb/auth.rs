@@ -14,6 +14,13 @@ pub fn api_key(base_url: &str) -> Option<String> {
     })
 }
 
+/// Whether the user is logged in to W&B for `WANDB_BASE_URL` (else the public server):
+/// `WANDB_API_KEY` is set, or `~/.netrc` has the entry `wandb login` writes.
+pub fn logged_in() -> bool {
+    let base = var(env::WANDB_BASE_URL).unwrap_or_else(|| super::DEFAULT_BASE_URL.into());
+    api_key(base.trim_end_matches('/')).is_some()
+}
+
 /// The host of a URL (`https://api.wandb.ai:443/x` → `api.wandb.ai`).
 pub fn host_of(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);

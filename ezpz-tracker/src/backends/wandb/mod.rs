@@ -17,6 +17,8 @@
 //! `_step` and carries the caller's step as a `step` key, with one warning.
 
 mod auth;
+
+pub use auth::logged_in;
 mod history;
 mod log;
 mod media;
