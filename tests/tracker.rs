@@ -425,7 +425,7 @@ fn non_finite_and_string_values_reach_csv_as_text() {
     tracker.finish().unwrap();
     let rows = read_csv(&dir.path().join("metrics.csv"));
     assert_eq!(rows[0], ["step", "nan", "inf", "phase", "ok"]);
-    assert_eq!(rows[1], ["0", "NaN", "inf", "warm,up", "true"]);
+    assert_eq!(rows[1], ["0", "nan", "inf", "warm,up", "true"]);
 }
 
 #[test]

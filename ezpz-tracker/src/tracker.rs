@@ -92,8 +92,10 @@ struct Inner {
     state: Arc<Mutex<State>>,
     /// Held for the whole of a finish (a concurrent one waits), then the outcome.
     outcome: Mutex<Option<Result<Summary>>>,
-    /// While finishing: the one deadline that flushes (from the report) respect too.
+    /// While finishing: the one deadline that flushes (from the report) respect too, and
+    /// the status the run ends with (for the finish hooks).
     finish_deadline: Mutex<Option<Instant>>,
+    finishing: Mutex<Option<RunStatus>>,
 }
 
 #[derive(Default)]
@@ -159,6 +161,7 @@ impl Tracker {
                 state,
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
+                finishing: Mutex::new(None),
             }),
         })
     }
@@ -178,6 +181,7 @@ impl Tracker {
                 state: Arc::default(),
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
+                finishing: Mutex::new(None),
             }),
         }
     }
@@ -565,6 +569,7 @@ impl Tracker {
         let cap = self.inner.finish_timeout;
         let deadline = deadline_after(cap);
         *lock(&self.inner.finish_deadline) = Some(deadline);
+        *lock(&self.inner.finishing) = Some(status);
         self.commit();
         // `num / den` of the time left before the deadline, from now.
         let share = |num: u32, den: u32| {
@@ -634,6 +639,17 @@ impl Tracker {
         }
     }
 
+    /// The status the run is ending with, once [`finish_with`](Tracker::finish_with) has
+    /// started (a finish hook, such as the report, reads it).
+    pub fn finishing_status(&self) -> Option<RunStatus> {
+        *lock(&self.inner.finishing)
+    }
+
+    /// The URL of `backend`'s run (an MLflow or W&B run page), once the backend knows it.
+    pub fn run_url(&self, backend: &str) -> Option<String> {
+        self.get_backend(backend)?.url().map(str::to_string)
+    }
+
     /// Whether [`finish`](Tracker::finish) has run.
     pub fn is_finished(&self) -> bool {
         self.state().finished
@@ -666,6 +682,7 @@ impl Drop for Inner {
                 state: self.state.clone(),
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
+                finishing: Mutex::new(None),
             }),
         };
         if let Err(e) = tracker.finish_with(status) {

@@ -88,10 +88,12 @@ pub fn non_finite_name(v: f64) -> &'static str {
     }
 }
 
-/// Shortest text that parses back to exactly `v`; `NaN`, `inf`, `-inf` for non-finite values.
+/// Shortest text that parses back to exactly `v`; `nan`, `inf`, `-inf` for non-finite values
+/// (as Python writes them).
 pub fn write_f64(v: f64, out: &mut String) {
     if v.is_nan() {
-        out.push_str("NaN");
+        // As Python's `str(float("nan"))`: what the original's CSV holds.
+        out.push_str("nan");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "inf" } else { "-inf" });
     } else {
@@ -263,7 +265,7 @@ mod tests {
 
     #[test]
     fn non_finite_values_have_text_and_json_forms() {
-        assert_eq!(text(f64::NAN.into()), "NaN");
+        assert_eq!(text(f64::NAN.into()), "nan");
         assert_eq!(text(f64::INFINITY.into()), "inf");
         assert_eq!(text(f64::NEG_INFINITY.into()), "-inf");
         assert_eq!(Value::F64(f64::NAN).to_json(), serde_json::json!("NaN"));

@@ -404,7 +404,7 @@ mod tests {
         b.finish(RunStatus::Finished).unwrap();
         let rows = read(&dir.path().join("metrics.csv"));
         assert_eq!(rows[0], ["step", "a,b", "nan", "inf"]);
-        assert_eq!(rows[1], ["0", "x\"y", "NaN", "-inf"]);
+        assert_eq!(rows[1], ["0", "x\"y", "nan", "-inf"]);
     }
 
     #[test]

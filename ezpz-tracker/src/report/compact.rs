@@ -10,11 +10,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
+use super::keys::{leaf, split_aggregate};
 use super::memory::{format_memory, is_memory_key};
 use crate::value::{IntoMetrics, Value};
-
-/// Aggregate suffixes recognised on the console (`/avg` is the original's extra spelling).
-const AGGREGATE_SUFFIXES: [&str; 5] = ["/mean", "/min", "/max", "/std", "/avg"];
 
 /// Counter names (the last path component): no `±`, padded for alignment.
 const COUNTERS: [&str; 6] = ["iter", "step", "epoch", "batch", "idx", "bidx"];
@@ -275,19 +273,6 @@ fn non_finite(v: f64) -> &'static str {
 /// Whether `key`'s last path component is a counter (`iter`, `train/epoch`, …).
 pub(crate) fn is_counter(key: &str) -> bool {
     COUNTERS.contains(&leaf(key))
-}
-
-pub(crate) fn leaf(key: &str) -> &str {
-    key.rsplit('/').next().unwrap_or(key)
-}
-
-/// `train/loss/std` → (`train/loss`, `/std`).
-pub(crate) fn split_aggregate(key: &str) -> Option<(&str, &'static str)> {
-    AGGREGATE_SUFFIXES.iter().find_map(|s| {
-        key.strip_suffix(s)
-            .filter(|base| !base.is_empty())
-            .map(|base| (base, *s))
-    })
 }
 
 /// The first path component shared by every key, with its slash (`train/`), if any.

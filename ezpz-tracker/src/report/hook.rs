@@ -8,27 +8,12 @@ use super::{build_from, history_table, read_config, ReportOptions};
 use crate::tracker::FinishHook;
 use crate::{Result, RunStatus, Tracker};
 
-thread_local! {
-    /// The status `finish_with` got, for the hooks it runs on this thread.
-    static FINISH_STATUS: std::cell::Cell<Option<RunStatus>> = const { std::cell::Cell::new(None) };
-}
-
-/// Tells the finish hooks about to run on this thread how the run ends (`report.json`
-/// records it, `ezpz ls` shows it). Called by the tracker before it runs the hooks.
-#[allow(dead_code)]
-pub(crate) fn set_finish_status(status: RunStatus) {
-    FINISH_STATUS.with(|s| s.set(Some(status)));
-}
-
-/// How the run ends: what the tracker said, else a finish while a panic unwinds through
-/// this thread is a failure.
-fn finish_status() -> &'static str {
-    match FINISH_STATUS.with(std::cell::Cell::get) {
-        Some(RunStatus::Finished) => "finished",
+/// How the run ends, as `finish_with` says (`report.json` records it, `ezpz ls` shows it).
+fn finish_status(tracker: &Tracker) -> &'static str {
+    match tracker.finishing_status() {
         Some(RunStatus::Failed) => "failed",
         Some(RunStatus::Killed) => "killed",
-        None if std::thread::panicking() => "failed",
-        None => "finished",
+        Some(RunStatus::Finished) | None => "finished",
     }
 }
 
@@ -62,7 +47,7 @@ fn run(tracker: &Tracker, options: &ReportOptions) -> Result<()> {
     }
     let config = read_config(&outdir);
     let identity = RunIdentity::from_tracker(tracker, &outdir, config.as_ref());
-    let status = finish_status();
+    let status = finish_status(tracker);
     let files = build_from(&jsonl, &outdir, Some(identity), options, Some(status))?;
     let table = history_table(&jsonl, &files.history, options.max_table_rows)?;
     tracker.log_table("training_history", table.columns, table.rows);

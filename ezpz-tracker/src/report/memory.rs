@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::compact::{leaf, split_aggregate};
+use super::keys::{leaf, split_aggregate};
 use crate::value::Value;
 
 /// The memory metrics of the original (`get_memory_metrics`), in GiB.

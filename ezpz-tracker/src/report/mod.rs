@@ -41,11 +41,13 @@
 mod axis;
 mod compact;
 mod compare;
+mod config_diff;
 mod heatmap;
 mod history;
 mod hook;
 mod html;
 mod identity;
+mod keys;
 mod markdown;
 mod memory;
 mod overview;
@@ -72,9 +74,6 @@ pub use series::{Channel, NonFinitePoint, RunningStats, SeriesPoint, ThinnedSeri
 pub use table::{history_table, HistoryTable, DEFAULT_MAX_TABLE_ROWS};
 
 pub(crate) use hook::finish_hook;
-// For `Tracker::finish_with`, which tells the hooks the run's status (see hook.rs).
-#[allow(unused_imports)]
-pub(crate) use hook::set_finish_status;
 
 use crate::backends::appender::{file_stem, write_atomic};
 use crate::backends::jsonl::METRICS_JSONL;

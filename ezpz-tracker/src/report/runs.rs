@@ -504,7 +504,7 @@ pub fn show(dir: &Path, max_points: usize) -> crate::Result<String> {
 
     if let Some(prev) = previous_run(dir) {
         let configs = [super::read_config(&prev), super::read_config(dir)];
-        let diff = super::compare::config_diff(&configs);
+        let diff = super::config_diff::config_diff(&configs);
         let name = RunOverview::read(&prev)
             .map(|p| p.name())
             .unwrap_or_default();

@@ -1,0 +1,18 @@
+//! How metric keys are read: the last path component, and an aggregate suffix.
+
+/// Aggregate suffixes recognised on the console (`/avg` is the original's extra spelling).
+const AGGREGATE_SUFFIXES: [&str; 5] = ["/mean", "/min", "/max", "/std", "/avg"];
+
+/// `train/loss` → `loss`.
+pub(crate) fn leaf(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
+/// `train/loss/std` → (`train/loss`, `/std`).
+pub(crate) fn split_aggregate(key: &str) -> Option<(&str, &'static str)> {
+    AGGREGATE_SUFFIXES.iter().find_map(|s| {
+        key.strip_suffix(s)
+            .filter(|base| !base.is_empty())
+            .map(|base| (base, *s))
+    })
+}
