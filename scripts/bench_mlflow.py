@@ -60,6 +60,45 @@ def batched(uri: str, steps: int, metrics: int, batch: int = 1000) -> tuple[floa
     return len(points) / total, statistics.median(costs) * 1e6
 
 
+def _batched_after(barrier, uri: str, steps: int, metrics: int, out) -> None:
+    """One of the ceiling's clients: its own run, 1000-metric batches, started together."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment(f"bench-py-ceiling-{uuid.uuid4().hex[:8]}")
+    run = client.create_run(exp)
+    ts = int(time.time() * 1000)
+    points = [
+        Metric(f"m{j:02d}", value(s, j), ts, s) for s in range(steps) for j in range(metrics)
+    ]
+    barrier.wait()
+    t0 = time.time()
+    for i in range(0, len(points), 1000):
+        client.log_batch(run.info.run_id, metrics=points[i : i + 1000])
+    out.put((t0, time.time(), len(points)))
+    client.set_terminated(run.info.run_id)
+
+
+def ceiling(uri: str, steps: int, metrics: int, clients: int = 2) -> float:
+    """The server's ceiling: `clients` Python processes calling `log_batch` at once (each
+    its own run, the same workload each); points per second over the wall time of both."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(clients)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_batched_after, args=(barrier, uri, steps, metrics, out))
+        for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    spans = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    start = min(s[0] for s in spans)
+    end = max(s[1] for s in spans)
+    return sum(s[2] for s in spans) / (end - start)
+
+
 def main() -> None:
     uri, steps, metrics = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     for name, (rate, cost) in [
@@ -70,6 +109,8 @@ def main() -> None:
         print(f"RESULT mlflow_{name}_points_per_s {rate:.0f}")
         print(f"RESULT mlflow_{name}_call_median_us {cost:.1f}")
         sys.stdout.flush()
+    print(f"RESULT mlflow_py_two_clients_points_per_s {ceiling(uri, steps, metrics):.0f}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -51,20 +51,44 @@ fn probe(name: &str) -> Option<&'static str> {
 /// Runs `program args` on `np` ranks; panics if it is still running after [`GUARD`] (after
 /// killing mpirun and every rank).
 fn mpirun(np: usize, program: &str, args: &[&str]) -> Run {
+    mpirun_env(np, program, args, &[])
+}
+
+/// Runs `program args` on `np` ranks with `env` set, without judging the outcome.
+fn mpirun_raw(np: usize, program: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = common::examples::mpirun_command(Path::new("mpirun"), np);
-    cmd.arg(program).args(args).env("RUST_LOG", "warn");
+    cmd.arg(program)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied());
     let output = common::examples::output_within(cmd, GUARD);
-    let status = output.status;
-    let run = Run {
-        success: status.success(),
+    Run {
+        success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    }
+}
+
+/// [`mpirun`] with `env` set (e.g. `EZPZ_MPI_THREADING`).
+fn mpirun_env(np: usize, program: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let run = mpirun_raw(np, program, args, env);
+    let status = if run.success { "success" } else { "failure" };
     assert!(
         run.success,
         "mpirun -np {np} failed ({status})\nstdout:\n{}\nstderr:\n{}",
         run.stdout, run.stderr
     );
+    let serialized = env
+        .iter()
+        .any(|(k, v)| *k == "EZPZ_MPI_THREADING" && *v == "serialized");
+    for r in 0..np {
+        assert!(
+            run.stdout
+                .contains(&format!("THREADING rank={r} serialized={serialized}\n")),
+            "rank {r} did not run at the level asked for\n{}",
+            run.stdout
+        );
+    }
     for r in 0..np {
         assert!(
             run.stdout.contains(&format!("DONE rank={r}\n")),
@@ -122,12 +146,16 @@ fn assert_aggregates(row: &HashMap<String, String>, key: &str, values: &[f64]) {
 }
 
 fn aggregates_equal_reference(np: usize) {
+    aggregates_equal_reference_with(np, &[]);
+}
+
+fn aggregates_equal_reference_with(np: usize, env: &[(&str, &str)]) {
     let Some(program) = probe("aggregate") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let run = mpirun(np, program, &["reference", out.to_str().unwrap()]);
+    let run = mpirun_env(np, program, &["reference", out.to_str().unwrap()], env);
     let rows = read_csv(&out);
     assert_eq!(rows.len(), 5, "one row per step on rank 0");
     for (step, row) in rows.iter().enumerate() {
@@ -154,6 +182,65 @@ fn aggregates_equal_reference(np: usize) {
 #[test]
 fn mpi_aggregates_equal_reference_np2() {
     aggregates_equal_reference(2);
+}
+
+/// As on Cray MPICH by default: the library grants only `MPI_THREAD_SERIALIZED`; every ezpz
+/// MPI call is serialised behind one lock, and the aggregates are the same.
+#[test]
+fn mpi_aggregates_equal_reference_serialized_np3() {
+    aggregates_equal_reference_with(3, &[("EZPZ_MPI_THREADING", "serialized")]);
+}
+
+/// MPI initialised by the program itself (at `SERIALIZED`) before `Mpi::init`: accepted,
+/// serialised, the same aggregates.
+#[test]
+fn mpi_initialised_by_the_program_is_accepted_np2() {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun_raw(2, program, &["preinit", out.to_str().unwrap()], &[]);
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    for r in 0..2 {
+        assert!(
+            run.stdout
+                .contains(&format!("THREADING rank={r} serialized=true\n")),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains(&format!("DONE rank={r}\n")));
+    }
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 5);
+    for (step, row) in rows.iter().enumerate() {
+        let s = step as f64;
+        let losses: Vec<f64> = (0..2).map(|r| 1.0 / (1.0 + s) + 0.25 * r as f64).collect();
+        assert_aggregates(row, "loss", &losses);
+    }
+}
+
+/// `FUNNELED` cannot work (the aggregation thread calls MPI): refused, naming the fix.
+#[test]
+fn mpi_funneled_is_refused_with_the_setting_that_fixes_it_np2() {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun_raw(
+        2,
+        program,
+        &["reference", out.to_str().unwrap()],
+        &[("EZPZ_MPI_THREADING", "funneled")],
+    );
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("Funneled") && run.stderr.contains("MPICH_MAX_THREAD_SAFETY=multiple"),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.join("metrics.csv").exists());
 }
 
 #[test]
@@ -362,12 +449,16 @@ fn field(line: &str, name: &str) -> f64 {
 }
 
 fn data_parallel_matches_single_process(np: usize) {
+    data_parallel_matches_single_process_with(np, &[]);
+}
+
+fn data_parallel_matches_single_process_with(np: usize, env: &[(&str, &str)]) {
     let Some(program) = probe("ddp") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let run = mpirun(np, program, &["train", out.to_str().unwrap()]);
+    let run = mpirun_env(np, program, &["train", out.to_str().unwrap()], env);
     let (init, bcast, fin) = (
         hashes(&run.stdout, "INIT"),
         hashes(&run.stdout, "BCAST"),
@@ -427,6 +518,13 @@ fn data_parallel_matches_single_process(np: usize) {
 #[test]
 fn mpi_data_parallel_matches_single_process_np2() {
     data_parallel_matches_single_process(2);
+}
+
+/// The broadcast and gradient all-reduce on the training thread and the tracker's
+/// aggregation rounds share one lock under `MPI_THREAD_SERIALIZED`: same results.
+#[test]
+fn mpi_data_parallel_matches_single_process_serialized_np2() {
+    data_parallel_matches_single_process_with(2, &[("EZPZ_MPI_THREADING", "serialized")]);
 }
 
 #[test]

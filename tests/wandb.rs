@@ -710,3 +710,93 @@ fn online_without_an_api_key_warns_once_and_the_other_backends_go_on() {
     assert_eq!(csv.lines().count(), 6, "csv got every step");
     assert!(!outdir.join("wandb").exists());
 }
+
+/// The run directory under `dir/wandb/` (online runs are `run-<stamp>-<id>`).
+fn only_run_dir(dir: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("wandb"))
+        .expect("wandb/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+/// A W&B server that accepts every connection and never answers: the local `.wandb` log
+/// still gets every row while training goes on and at `finish` (which returns in time), and
+/// `wandb sync` of that log uploads every row once a server answers.
+#[test]
+fn a_hung_server_never_holds_up_the_local_log() {
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hung = CaptureServer::start(&py, &["any:hang:1000000"]);
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    register_backend("wandb-hung", {
+        let opts = online(&hung.url).finish_timeout(Duration::from_secs(2));
+        move |ctx| Ok(Box::new(WandbBackend::start(ctx, opts.clone())?))
+    });
+    let t = TrackerBuilder::new()
+        .project("ezpz-wandb-test")
+        .backends("wandb-hung")
+        .outdir(dir.path())
+        .finish_timeout(Duration::from_secs(5))
+        .build()
+        .expect("tracker builds");
+    log_steps(&t, 0..300, Duration::ZERO);
+    t.flush()
+        .expect("flush: the log does not wait for the server");
+    let run_dir = only_run_dir(dir.path());
+    let summary = t.finish().expect("finish in time");
+    let info = summary.backends[0].run_info.clone().expect("run info");
+    let command = info.command.expect("the sync command is offered");
+    assert!(command.starts_with("wandb sync"), "{command}");
+
+    let records = leet_records(&py, &run_dir);
+    let history = leet_history(&records);
+    assert_eq!(history.len(), 300, "every row is in the log");
+    for (s, (num, item)) in history.iter().enumerate() {
+        assert_eq!(*num, s as u64);
+        assert_row(item, s as u64);
+    }
+    let good = CaptureServer::start(&py, &[]);
+    sync(&py, &good, &run_dir, &["--include-online"]);
+    let id = info.id.expect("run id");
+    let lines = good.run(&id)["history"].as_array().unwrap().clone();
+    assert_eq!(lines.len(), 300);
+    for (s, line) in lines.iter().enumerate() {
+        assert_row(line, s as u64);
+    }
+}
+
+/// 503 with `Retry-After: 1e20`: no panic (which used to switch off the whole backend, its
+/// log included); the run is delivered and the log complete.
+#[test]
+fn an_absurd_retry_after_is_capped_not_fatal() {
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = CaptureServer::start(&py, &["any:absurd:3"]);
+    let t = tracker(
+        "absurd",
+        dir.path(),
+        online(&server.url).finish_timeout(Duration::from_secs(20)),
+    );
+    log_steps(&t, 0..20, Duration::ZERO);
+    let run = finish(&t);
+    let history = leet_history(&leet_records(&py, &run.dir));
+    assert_eq!(history.len(), 20);
+    let state = server.state();
+    let injected = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["injected"] == "absurd")
+        .count();
+    assert_eq!(injected, 3);
+    let got = server.run(&run.id);
+    assert_eq!(got["history"].as_array().unwrap().len(), 20);
+    assert_eq!(got["complete"], true);
+}

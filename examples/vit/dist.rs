@@ -120,6 +120,7 @@ impl Dist {
         {
             use mpi::traits::CommunicatorCollectives;
             let mut all = vec![0f64; self.rank.world_size];
+            let _mpi = ezpz_tracker::mpi::lock();
             self.mpi.world().all_gather_into(&value, &mut all[..]);
             all
         }

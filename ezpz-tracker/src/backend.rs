@@ -215,6 +215,9 @@ pub struct RunInfo {
     pub path: Option<PathBuf>,
     /// A command that opens or completes the run (`wandb sync …`, `tensorboard --logdir …`).
     pub command: Option<String>,
+    /// Entries the server refused for good (or that it would refuse, found before sending),
+    /// per key: they are not delivered, everything else is. Empty for local backends.
+    pub refused: std::collections::BTreeMap<String, u64>,
 }
 
 /// What a backend constructor receives.

@@ -74,6 +74,10 @@ pub const WANDB_NOTES: &str = "WANDB_NOTES";
 pub const WANDB_RUN_GROUP: &str = "WANDB_RUN_GROUP";
 /// W&B job type.
 pub const WANDB_JOB_TYPE: &str = "WANDB_JOB_TYPE";
+/// The MPI thread level `Mpi::init` asks for (feature `mpi`): `multiple` (the default),
+/// `serialized` (to test, on any MPI, the serialised path Cray MPICH takes by default),
+/// `funneled` or `single` (refused: ezpz needs at least `serialized`).
+pub const EZPZ_MPI_THREADING: &str = "EZPZ_MPI_THREADING";
 
 /// Global rank, in order of precedence.
 pub const RANK_VARS: &[&str] = &[
@@ -373,26 +377,22 @@ fn project_from_exe(exe: &Path) -> Option<String> {
     Some(format!("ezpz.{parent}.{stem}"))
 }
 
-/// Loads credentials the way the original does: `~/.amsc.env` first, then the nearest `.env`
-/// from the working directory upward, the latter overriding. Variables already set in the
-/// process environment are kept when they come from neither file.
+/// Loads credentials from `.env` in the working directory, then `~/.amsc.env`. Neither file
+/// ever overrides a variable that is already set (the job's own environment wins, then
+/// `.env`), and no directory above the working directory is searched: a `.env` in a shared
+/// parent directory cannot redirect the tracking URI or switch TLS checks off.
 pub fn load_dotenv() {
+    if let Ok(dir) = std::env::current_dir() {
+        let local = dir.join(".env");
+        if local.is_file() {
+            // `from_path` (unlike `from_path_override`) keeps variables already set.
+            let _ = dotenvy::from_path(&local);
+        }
+    }
     if let Some(home) = std::env::var_os("HOME") {
         let user = Path::new(&home).join(".amsc.env");
         if user.is_file() {
             let _ = dotenvy::from_path(&user);
-        }
-    }
-    if let Ok(mut dir) = std::env::current_dir() {
-        loop {
-            let candidate = dir.join(".env");
-            if candidate.is_file() {
-                let _ = dotenvy::from_path_override(&candidate);
-                break;
-            }
-            if !dir.pop() {
-                break;
-            }
         }
     }
 }

@@ -51,12 +51,17 @@
 //! The `mlflow` backend talks to a tracking server's REST API from its own threads. Every
 //! request is appended to a spool in the run's output directory before it is sent and leaves
 //! it only once the server acknowledged it, so a server that is down at start, restarts, or
-//! answers 5xx never costs a point, and a retried request is never stored twice. `finish`
-//! waits at most `EZPZ_FINISH_TIMEOUT`; what is left stays in the spool, and
-//! `ezpz sync <outdir>` (the `ezpz` binary of this crate) delivers it into the same run, also
-//! after a `kill -9`. Settings in code: [`MlflowOptions`]; credentials as MLflow's client
-//! (`MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`) or `AMSC_API_KEY`,
-//! loaded from `~/.amsc.env` and the project's `.env`.
+//! answers 5xx, an HTML page or nothing at all never costs a point, and a retried request is
+//! never stored twice. Only MLflow's own refusal of an entry (a name or step it cannot
+//! store) is final, for that entry alone: it is counted per key in [`Summary::refused`], and
+//! the rest of its batch is delivered. A request that keeps failing is set aside so it never
+//! holds up the points behind it. `finish` waits at most `EZPZ_FINISH_TIMEOUT`; what is left
+//! stays in the spool, and `ezpz sync <outdir>` (the `ezpz` binary of this crate) delivers it
+//! into the same run, also after a `kill -9`. Settings in code: [`MlflowOptions`];
+//! credentials as MLflow's client (`MLFLOW_TRACKING_USERNAME`/`PASSWORD`,
+//! `MLFLOW_TRACKING_TOKEN`) or `AMSC_API_KEY`, completed (never overridden) from `.env` in
+//! the working directory and `~/.amsc.env`, and sent only to the tracking server's own
+//! origin.
 //! ## End-of-run report
 //!
 //! At [`Tracker::finish`] on rank 0, when the `jsonl` backend is attached, the tracker reads
@@ -180,7 +185,8 @@
 //! Every variable is a documented constant in [`env`](mod@env): `EZPZ_TRACKER_BACKENDS`,
 //! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT` (seconds; capped at 24 h, a negative or unparsable
 //! value is ignored with a warning), `EZPZ_RESUME`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
-//! the rank variables of MPI launchers and schedulers, and each backend's own (W&B:
+//! the rank variables of MPI launchers and schedulers, `EZPZ_MPI_THREADING`, and each
+//! backend's own (W&B:
 //! `WANDB_MODE`, `WANDB_DISABLED`, `WANDB_API_KEY`, `WANDB_BASE_URL`, `WANDB_ENTITY`,
 //! `WANDB_RUN_ID`, `WANDB_NAME`, `WANDB_TAGS`, `WANDB_NOTES`, `WANDB_RUN_GROUP`,
 //! `WANDB_JOB_TYPE`; MLflow: `MLFLOW_TRACKING_URI`, `MLFLOW_EXPERIMENT_NAME`,

@@ -20,7 +20,8 @@ pub(crate) enum Class {
     Fatal,
 }
 
-/// Classifies an HTTP status code.
+/// Classifies an HTTP status code alone. Only for servers whose error bodies carry no
+/// meaning; MLflow answers are classified by content (`backends/mlflow/client.rs`).
 pub(crate) fn classify(status: u16) -> Class {
     match status {
         200..=299 => Class::Success,
@@ -29,15 +30,52 @@ pub(crate) fn classify(status: u16) -> Class {
     }
 }
 
+/// The longest wait a server's `Retry-After` can ask for; longer requests are cut to this.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// Parses a `Retry-After` value: delta seconds, or an HTTP date (then relative to `now`).
+/// Whatever the server sends, the result is at most [`MAX_RETRY_AFTER`]: a huge number or a
+/// far-future date saturates (it never panics); a negative, `NaN` or unreadable value is
+/// `None` (the caller's own backoff applies).
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        if secs.is_nan() || secs < 0.0 {
+            return None;
+        }
+        // `min` before converting: `Duration::from_secs_f64` panics beyond u64 seconds.
+        return Some(Duration::from_secs_f64(
+            secs.min(MAX_RETRY_AFTER.as_secs_f64()),
+        ));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).ok()?);
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let secs = u64::try_from(at.timestamp()).ok()?;
+    let wait = match SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
+        Some(at) => at.duration_since(now).unwrap_or(Duration::ZERO),
+        None => MAX_RETRY_AFTER,
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// A redirect policy that follows a redirect only within the origin (scheme, host, port) of
+/// the request, at most ten times. Credentials are attached as headers by the caller, and
+/// reqwest removes only `Authorization`/`Cookie` on a cross-host redirect (not `X-Api-Key`,
+/// and not on a downgrade from https to http): so no redirect leaves the origin at all. The
+/// redirect answer itself comes back to the caller, which retries and says why.
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let next = attempt.url();
+        let same = attempt.previous().first().is_some_and(|first| {
+            first.scheme() == next.scheme()
+                && first.host_str() == next.host_str()
+                && first.port_or_known_default() == next.port_or_known_default()
+        });
+        if same && attempt.previous().len() <= 10 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }
 
 /// Exponential backoff between attempts: `base · 2^n`, capped at `max`, each wait drawn in
@@ -59,11 +97,18 @@ impl Backoff {
         Backoff {
             base,
             max,
-            max_retry_after: Duration::from_secs(300),
+            max_retry_after: MAX_RETRY_AFTER,
             failures: 0,
             next_try: None,
             first_failure: None,
         }
+    }
+
+    /// Caps the server's `Retry-After` at `cap` (below [`MAX_RETRY_AFTER`]): shorter while
+    /// finishing, when the deadline is nearer than what a server may ask for.
+    pub fn with_max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap.min(MAX_RETRY_AFTER);
+        self
     }
 
     /// Whether an attempt may be made now.
@@ -95,7 +140,8 @@ impl Backoff {
             Some(ra) => ra.min(self.max_retry_after),
             None => exp.mul_f64(0.5 + 0.5 * jitter()),
         };
-        self.next_try = Some(now + wait);
+        // `checked_add`: an `Instant` far in the future cannot be represented everywhere.
+        self.next_try = Some(now.checked_add(wait).unwrap_or(now + self.max));
         wait
     }
 
@@ -155,6 +201,33 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn absurd_retry_after_saturates_instead_of_panicking() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        for huge in ["1e20", "1e300", "18446744073709551616", "inf", "Infinity"] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_RETRY_AFTER),
+                "{huge}"
+            );
+        }
+        for junk in ["NaN", "nan", "-1", "-0.5", "-inf", ""] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk}");
+        }
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        // In the past: no wait.
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let wait = b.failed(Instant::now(), parse_retry_after("1e20", now));
+        assert_eq!(wait, MAX_RETRY_AFTER);
     }
 
     #[test]

@@ -4,26 +4,37 @@
 //! # Layout (one directory per backend, `<outdir>/spool/<backend>/`)
 //! - `entries.log` — append-only, one request per line: `<id> <op> <body>\n`, where `id`
 //!   increases, `op` names the request (the backend decides) and `body` is its payload on
-//!   one line (JSON, for the built-in backends). A line is written with a single `write`, so
-//!   a process killed with `kill -9` leaves whole lines (a torn last line is ignored).
-//! - `acked.log` — append-only, the id of every acknowledged entry, one per line.
+//!   one line (JSON, for the built-in backends). A line is written whole or not at all: a
+//!   short write (disk full, a file size limit) is cut off again before the error is
+//!   reported, so a later append never glues onto half a line; a process killed with
+//!   `kill -9` mid-write leaves a torn last line, which is ignored and cut.
+//! - `acked.log` — append-only, the id of every acknowledged entry, one per line (same
+//!   rules).
 //! - `meta.json` — the backend's run identity (written atomically), so `ezpz sync` can
 //!   replay into the same run.
-//! - `owner.pid` — the process that writes the spool, so a replay never races it.
+//! - `owner.pid` — the process that writes the spool: its pid, host and start time (lines
+//!   `pid`, `host`, `start`), so a replay never races it — not even from another node of the
+//!   cluster, and not when the pid was reused.
 //! - `files/` — payloads the backend generated (tables, images) until they are delivered.
 //!
 //! Entries are handed out in order; each is acknowledged at most once. When every entry is
 //! acknowledged both logs are truncated, so a healthy run keeps the spool near-empty.
+//!
+//! # Durability
+//! An entry is in the operating system when `append` returns: it survives the process being
+//! killed. It reaches the disk itself (`fsync`) when the logs are truncated and at
+//! [`Spool::sync`] (the backends call it at finish); a power loss or kernel crash can cost the
+//! entries appended since the last of those, never the integrity of the rest.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backends::appender::write_atomic;
+use crate::backends::appender::{append_whole, write_atomic};
 use crate::{Error, Result};
 
 const ENTRIES: &str = "entries.log";
@@ -61,6 +72,10 @@ pub struct Spool {
     /// Bytes of whole lines in `entries.log`.
     len: u64,
     acks: File,
+    /// Bytes in `acked.log` (whole lines).
+    acks_len: u64,
+    /// A failed write may have left a partial line: cut both logs before the next write.
+    torn: bool,
     acked: HashSet<u64>,
     next_id: u64,
     unacked: u64,
@@ -89,8 +104,14 @@ impl Spool {
         File::open(&acks_path)
             .and_then(|mut f| f.read_to_string(&mut text))
             .map_err(|e| Error::io("cannot read", &acks_path, e))?;
-        // A torn last line (no newline) is an ack that was never completed.
+        // A torn last line (no newline) is an ack that was never completed: cut it, so the
+        // next ack does not glue onto it.
         let complete = text.rfind('\n').map_or("", |i| &text[..i]);
+        let acks_len = text.rfind('\n').map_or(0, |i| i as u64 + 1);
+        if acks_len < text.len() as u64 {
+            acks.set_len(acks_len)
+                .map_err(|e| Error::io("cannot truncate", &acks_path, e))?;
+        }
         let acked: HashSet<u64> = complete
             .lines()
             .filter_map(|l| l.trim().parse().ok())
@@ -106,6 +127,8 @@ impl Spool {
             reader_pos: 0,
             len: 0,
             acks,
+            acks_len,
+            torn: false,
             acked,
             next_id: 1,
             unacked: 0,
@@ -176,13 +199,29 @@ impl Spool {
         debug_assert!(!op.contains(' ') && !op.contains('\n') && !body.contains('\n'));
         let id = self.next_id;
         let line = format!("{id} {op} {body}\n");
-        self.entries
-            .write_all(line.as_bytes())
-            .map_err(|e| Error::io("cannot append to spool", self.dir.join(ENTRIES), e))?;
+        self.cut_torn()?;
+        append_whole(&self.entries, self.len, line.as_bytes()).map_err(|e| {
+            self.torn = true;
+            Error::io("cannot append to spool", self.dir.join(ENTRIES), e)
+        })?;
         self.next_id += 1;
         self.len += line.len() as u64;
         self.unacked += 1;
         Ok(id)
+    }
+
+    /// After a failed write whose partial line could not be cut off then, cuts it now.
+    fn cut_torn(&mut self) -> Result<()> {
+        if self.torn {
+            self.entries
+                .set_len(self.len)
+                .map_err(|e| Error::io("cannot truncate", self.dir.join(ENTRIES), e))?;
+            self.acks
+                .set_len(self.acks_len)
+                .map_err(|e| Error::io("cannot truncate", self.dir.join(ACKS), e))?;
+            self.torn = false;
+        }
+        Ok(())
     }
 
     /// The next unacknowledged entry after those already handed out, if any.
@@ -235,9 +274,13 @@ impl Spool {
         if self.acked.contains(&id) {
             return Ok(());
         }
-        self.acks
-            .write_all(format!("{id}\n").as_bytes())
-            .map_err(|e| Error::io("cannot append to spool", self.dir.join(ACKS), e))?;
+        let line = format!("{id}\n");
+        self.cut_torn()?;
+        append_whole(&self.acks, self.acks_len, line.as_bytes()).map_err(|e| {
+            self.torn = true;
+            Error::io("cannot append to spool", self.dir.join(ACKS), e)
+        })?;
+        self.acks_len += line.len() as u64;
         self.acked.insert(id);
         self.unacked = self.unacked.saturating_sub(1);
         Ok(())
@@ -268,7 +311,22 @@ impl Spool {
         self.acked.clear();
         self.cursor = 0;
         self.len = 0;
+        self.acks_len = 0;
+        self.sync()?;
         Ok(true)
+    }
+
+    /// Puts both logs on the disk itself (`fsync`), not only in the operating system.
+    ///
+    /// # Errors
+    /// The disk refused.
+    pub fn sync(&self) -> Result<()> {
+        self.entries
+            .sync_data()
+            .map_err(|e| Error::io("cannot sync", self.dir.join(ENTRIES), e))?;
+        self.acks
+            .sync_data()
+            .map_err(|e| Error::io("cannot sync", self.dir.join(ACKS), e))
     }
 
     /// Writes the backend's run identity (atomically).
@@ -296,25 +354,39 @@ impl Spool {
         })
     }
 
-    /// Marks this process as the spool's writer.
+    /// Marks this process as the spool's writer (pid, host, start time).
     ///
     /// # Errors
     /// The file cannot be written.
     pub fn claim(&self) -> Result<()> {
-        write_atomic(
-            &self.dir.join(OWNER),
-            std::process::id().to_string().as_bytes(),
-        )
+        write_atomic(&self.dir.join(OWNER), Owner::me().to_text().as_bytes())
     }
 
-    /// The id of another live process that writes the spool in `dir`, if any.
-    pub fn live_owner(dir: &Path) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(dir.join(OWNER))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        (pid != std::process::id() && process_alive(pid)).then_some(pid)
+    /// Another process that may still be writing the spool in `dir`: one alive on this host
+    /// (same pid and start time), or any process on another host (whether it lives cannot be
+    /// told from here; `ezpz sync --force` overrides).
+    pub fn live_owner(dir: &Path) -> Option<Owner> {
+        let text = std::fs::read_to_string(dir.join(OWNER)).ok()?;
+        let owner = Owner::parse(&text)?;
+        let me = Owner::me();
+        if owner
+            .host
+            .as_deref()
+            .is_some_and(|h| Some(h) != me.host.as_deref())
+        {
+            return Some(owner);
+        }
+        if owner.pid == me.pid {
+            return None;
+        }
+        if !process_alive(owner.pid) {
+            return None;
+        }
+        // A pid reused by an unrelated process has another start time.
+        match (&owner.start, process_start(owner.pid)) {
+            (Some(recorded), Some(now)) if *recorded != now => None,
+            _ => Some(owner),
+        }
     }
 
     /// No longer marks this process as the writer (it is about to exit).
@@ -334,6 +406,68 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// Who writes a spool: see [`Spool::live_owner`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Its process id.
+    pub pid: u32,
+    /// The host it runs on (absent in spools of older versions).
+    pub host: Option<String>,
+    /// When it started (clock ticks since boot, from `/proc/<pid>/stat`), to tell a reused
+    /// pid apart.
+    pub start: Option<String>,
+}
+
+impl Owner {
+    /// This process.
+    pub fn me() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            host: Some(crate::env::hostname()).filter(|h| !h.is_empty()),
+            start: process_start(pid),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n",
+            self.pid,
+            self.host.as_deref().unwrap_or_default(),
+            self.start.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn parse(text: &str) -> Option<Owner> {
+        let mut lines = text.lines().map(str::trim);
+        let pid = lines.next()?.parse().ok()?;
+        let mut next = || lines.next().filter(|l| !l.is_empty()).map(str::to_string);
+        Some(Owner {
+            pid,
+            host: next(),
+            start: next(),
+        })
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "process {}", self.pid)?;
+        if let Some(host) = &self.host {
+            write!(f, " on host `{host}`")?;
+        }
+        Ok(())
+    }
+}
+
+/// A process's start time (field 22 of `/proc/<pid>/stat`), where `/proc` exists.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces: count fields after its `)`.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19).map(str::to_string)
 }
 
 fn parse_line(line: &str) -> Option<Entry> {
@@ -367,6 +501,7 @@ fn process_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn ids(spool: &mut Spool) -> Vec<u64> {
         std::iter::from_fn(|| spool.next_entry().unwrap())
@@ -422,6 +557,68 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_on_another_host_or_a_reused_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Owner::me();
+        // A live pid (ours would not count as another owner: use the parent's) on another
+        // host: refused, whatever runs here under that pid.
+        let parent = std::os::unix::process::parent_id();
+        let elsewhere = Owner {
+            pid: parent,
+            host: Some("compute-node-17".into()),
+            start: None,
+        };
+        std::fs::write(dir.path().join(OWNER), elsewhere.to_text()).unwrap();
+        assert_eq!(Spool::live_owner(dir.path()), Some(elsewhere));
+        // Even a pid that does not exist here may be alive there.
+        let gone_here = Owner {
+            pid: 4_000_000,
+            host: Some("compute-node-17".into()),
+            start: None,
+        };
+        std::fs::write(dir.path().join(OWNER), gone_here.to_text()).unwrap();
+        assert!(Spool::live_owner(dir.path()).is_some());
+        // Same host, live pid, same start time: the owner.
+        let parent_here = Owner {
+            pid: parent,
+            host: me.host.clone(),
+            start: process_start(parent),
+        };
+        std::fs::write(dir.path().join(OWNER), parent_here.to_text()).unwrap();
+        assert_eq!(Spool::live_owner(dir.path()), Some(parent_here.clone()));
+        // Same pid started at another time: a reused pid, not the owner.
+        let reused = Owner {
+            start: Some("1".into()),
+            ..parent_here
+        };
+        std::fs::write(dir.path().join(OWNER), reused.to_text()).unwrap();
+        assert_eq!(Spool::live_owner(dir.path()), None);
+    }
+
+    #[test]
+    fn a_short_write_leaves_whole_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path()).unwrap();
+        s.append("m", "{}").unwrap();
+        // A file that refuses to grow past its current size + 5 bytes is simulated by a
+        // read-only handle: the write fails at once, nothing is kept.
+        let path = dir.path().join(ENTRIES);
+        let before = std::fs::read(&path).unwrap();
+        let ro = File::open(&path).unwrap();
+        assert!(append_whole(&ro, before.len() as u64, b"2 m {}\n").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        // A torn ack line is cut at open, so the next ack stays on its own line.
+        std::fs::write(dir.path().join(ACKS), "1").unwrap();
+        let mut s = Spool::open(dir.path()).unwrap();
+        assert_eq!(s.unacked(), 1);
+        s.ack(1).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(ACKS)).unwrap(),
+            "1\n"
+        );
+    }
+
+    #[test]
     fn compaction_happens_only_when_everything_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(dir.path()).unwrap();
@@ -452,9 +649,11 @@ mod tests {
         s.claim().unwrap();
         // Our own pid is not "another" owner.
         assert_eq!(Spool::live_owner(dir.path()), None);
+        let owner = Owner::parse(&std::fs::read_to_string(dir.path().join(OWNER)).unwrap());
+        assert_eq!(owner, Some(Owner::me()));
         std::fs::write(dir.path().join(OWNER), "1").unwrap();
         assert_eq!(
-            Spool::live_owner(dir.path()),
+            Spool::live_owner(dir.path()).map(|o| o.pid),
             Path::new("/proc/1").exists().then_some(1)
         );
         std::fs::write(dir.path().join(OWNER), "4294967295").unwrap();

@@ -61,6 +61,21 @@ impl Summary {
         self.backends.iter().map(|b| b.dropped).sum()
     }
 
+    /// Entries a remote server refused for good, per backend and key (see
+    /// [`RunInfo::refused`]); every other entry was delivered or is in the spool.
+    pub fn refused(&self) -> Vec<(&str, &str, u64)> {
+        self.backends
+            .iter()
+            .flat_map(|b| {
+                b.run_info.iter().flat_map(move |info| {
+                    info.refused
+                        .iter()
+                        .map(move |(k, n)| (b.name.as_str(), k.as_str(), *n))
+                })
+            })
+            .collect()
+    }
+
     /// The run's URL in `backend` (`"mlflow"`, `"wandb"`), if it has one.
     pub fn run_url(&self, backend: &str) -> Option<&str> {
         self.backend(backend)?.run_info.as_ref()?.url.as_deref()

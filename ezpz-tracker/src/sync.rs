@@ -14,6 +14,9 @@ pub struct SyncOptions {
     pub tracking_uri: Option<String>,
     /// How long to keep retrying a server that does not answer before giving up.
     pub timeout: Duration,
+    /// Replay even a spool whose writer may still be alive on another host (its job has
+    /// ended, but this host cannot tell).
+    pub force: bool,
 }
 
 impl Default for SyncOptions {
@@ -21,6 +24,7 @@ impl Default for SyncOptions {
         SyncOptions {
             tracking_uri: None,
             timeout: Duration::from_secs(60),
+            force: false,
         }
     }
 }
@@ -40,6 +44,8 @@ pub struct SyncReport {
     pub remaining: u64,
     /// Why the last attempt failed, when something remains.
     pub last_failure: Option<String>,
+    /// Entries the server refused for good, per key (not delivered, not kept).
+    pub refused: std::collections::BTreeMap<String, u64>,
 }
 
 impl SyncReport {

@@ -4,7 +4,10 @@
 //! request the proxy either forwards it, answers 500 without forwarding ("failed before"),
 //! or forwards it, throws the real answer away and answers 500 ("failed after": the server
 //! applied the request but the client never hears so — the case that makes retries
-//! dangerous).
+//! dangerous). [`Fault`]s, queued with [`FaultProxy::inject`], replace the next matching
+//! requests' answers with what real front ends do: an absurd `Retry-After`, an HTML login
+//! page with 200, an HTML 404, no answer at all, a reset after the server applied the
+//! request, MLflow's own refusal of one metric key.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,6 +28,24 @@ pub enum Mode {
     Flaky(u64),
 }
 
+/// What the proxy does instead of forwarding, for the next requests whose path contains a
+/// pattern (see [`FaultProxy::inject`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 503 with `Retry-After: <value>` (e.g. `1e20`, `-1`, `NaN`), not forwarded.
+    RetryAfter(String),
+    /// 200 with an HTML page (a login portal), not forwarded.
+    HtmlOk,
+    /// 404 with an HTML page (a misrouted ingress), not forwarded.
+    Html404,
+    /// Accepts the request and never answers (until the client gives up).
+    Hang,
+    /// Forwards the request, then closes the connection without an answer.
+    ResetAfter,
+    /// 502 from a gateway, not forwarded.
+    BadGateway,
+}
+
 /// Counters of what happened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -34,6 +55,8 @@ pub struct Counts {
     pub failed_before: u64,
     /// Requests the server applied but whose answer was replaced by a 500.
     pub failed_after: u64,
+    /// Requests answered by an injected [`Fault`] (or a refused key).
+    pub injected: u64,
 }
 
 #[derive(Debug)]
@@ -41,6 +64,10 @@ struct State {
     mode: Mode,
     rng: u64,
     counts: Counts,
+    /// `(path pattern, fault, remaining)`.
+    faults: Vec<(String, Fault, u64)>,
+    /// A metric key `log-batch` requests may not contain (answered as MLflow refuses).
+    refused_key: Option<String>,
 }
 
 impl State {
@@ -71,6 +98,8 @@ impl FaultProxy {
             mode,
             rng: 0x9E37_79B9_7F4A_7C15,
             counts: Counts::default(),
+            faults: Vec::new(),
+            refused_key: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
@@ -102,6 +131,27 @@ impl FaultProxy {
     pub fn counts(&self) -> Counts {
         self.state.lock().unwrap().counts
     }
+
+    /// Answers the next `times` requests whose path contains `pattern` with `fault`.
+    pub fn inject(&self, pattern: &str, fault: Fault, times: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .push((pattern.to_string(), fault, times));
+    }
+
+    /// Faults not used up yet.
+    pub fn faults_left(&self) -> u64 {
+        self.state.lock().unwrap().faults.iter().map(|f| f.2).sum()
+    }
+
+    /// Refuses every `log-batch` that carries metric `key`, exactly as MLflow refuses a name
+    /// (400 `INVALID_PARAMETER_VALUE` naming `metrics[i].name`), as a server with stricter
+    /// rules than the client's would.
+    pub fn refuse_key(&self, key: &str) {
+        self.state.lock().unwrap().refused_key = Some(key.to_string());
+    }
 }
 
 impl Drop for FaultProxy {
@@ -114,6 +164,30 @@ enum Action {
     Forward,
     FailBefore,
     FailAfter,
+    Inject(Fault),
+    Refuse(usize),
+}
+
+fn path_of(request: &[u8]) -> String {
+    let line_end = request
+        .iter()
+        .position(|&b| b == b'\r')
+        .unwrap_or(request.len());
+    String::from_utf8_lossy(&request[..line_end])
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The index of the first metric named `key` in a `log-batch` body, if any.
+fn refused_index(request: &[u8], key: &str) -> Option<usize> {
+    let split = request.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let body: serde_json::Value = serde_json::from_slice(&request[split..]).ok()?;
+    body["metrics"]
+        .as_array()?
+        .iter()
+        .position(|m| m["key"].as_str() == Some(key))
 }
 
 fn handle(client: TcpStream, upstream: u16, state: &Mutex<State>) {
@@ -123,19 +197,37 @@ fn handle(client: TcpStream, upstream: u16, state: &Mutex<State>) {
     };
     let action = {
         let mut s = state.lock().unwrap();
-        let action = match s.mode {
-            Mode::Pass => Action::Forward,
-            Mode::FailAll => Action::FailBefore,
-            Mode::Flaky(pct) => match s.draw() {
-                d if d < pct => Action::FailBefore,
-                d if d < 2 * pct => Action::FailAfter,
-                _ => Action::Forward,
+        let path = path_of(&request);
+        let fault = s
+            .faults
+            .iter_mut()
+            .find(|(p, _, left)| *left > 0 && path.contains(p.as_str()))
+            .map(|(_, f, left)| {
+                *left -= 1;
+                f.clone()
+            });
+        let refused = match (&s.refused_key, path.contains("runs/log-batch")) {
+            (Some(key), true) => refused_index(&request, key),
+            _ => None,
+        };
+        let action = match (fault, refused) {
+            (Some(f), _) => Action::Inject(f),
+            (None, Some(i)) => Action::Refuse(i),
+            (None, None) => match s.mode {
+                Mode::Pass => Action::Forward,
+                Mode::FailAll => Action::FailBefore,
+                Mode::Flaky(pct) => match s.draw() {
+                    d if d < pct => Action::FailBefore,
+                    d if d < 2 * pct => Action::FailAfter,
+                    _ => Action::Forward,
+                },
             },
         };
         match action {
             Action::Forward => s.counts.forwarded += 1,
             Action::FailBefore => s.counts.failed_before += 1,
             Action::FailAfter => s.counts.failed_after += 1,
+            Action::Inject(_) | Action::Refuse(_) => s.counts.injected += 1,
         }
         action
     };
@@ -147,9 +239,70 @@ fn handle(client: TcpStream, upstream: u16, state: &Mutex<State>) {
             Some(_) => error_500(),
             None => return,
         },
+        Action::Refuse(i) => answer(
+            "400 Bad Request",
+            "application/json",
+            &[],
+            &format!(
+                "{{\"error_code\": \"INVALID_PARAMETER_VALUE\", \"message\": \"Invalid value \
+                 \\\"x\\\" for parameter 'metrics[{i}].name' supplied: refused by the test \
+                 proxy\"}}"
+            ),
+        ),
+        Action::Inject(Fault::RetryAfter(value)) => answer(
+            "503 Service Unavailable",
+            "text/plain",
+            &[("retry-after", value.as_str())],
+            "overloaded",
+        ),
+        Action::Inject(Fault::HtmlOk) => answer(
+            "200 OK",
+            "text/html",
+            &[],
+            "<!DOCTYPE html><html><body><form>Sign in to continue</form></body></html>",
+        ),
+        Action::Inject(Fault::Html404) => answer(
+            "404 Not Found",
+            "text/html",
+            &[],
+            "<html><body><h1>404 Not Found</h1>nginx</body></html>",
+        ),
+        Action::Inject(Fault::BadGateway) => answer(
+            "502 Bad Gateway",
+            "text/html",
+            &[],
+            "<html><body>502 Bad Gateway</body></html>",
+        ),
+        Action::Inject(Fault::Hang) => {
+            // Hold the connection open without a word until the client gives up (it
+            // closes: the read sees the end) or ten minutes pass.
+            let _ = client.set_read_timeout(Some(Duration::from_secs(600)));
+            let mut sink = [0u8; 64];
+            let _ = client.read(&mut sink);
+            return;
+        }
+        Action::Inject(Fault::ResetAfter) => {
+            let _ = forward(&request, upstream);
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return;
+        }
     };
     let _ = client.write_all(&answer);
     let _ = client.flush();
+}
+
+fn answer(status: &str, content_type: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
 }
 
 fn error_500() -> Vec<u8> {

@@ -12,7 +12,9 @@
 //! - `uneven`: `x = step + rank` at steps 0..5 everywhere, then rank 0 alone logs step 5
 //!   and the odd ranks alone log step 6 (rows nobody matches);
 //! - `hang`: `x = step + rank` at steps 0..5, then rank 1 hangs for 15 s (its training
-//!   thread; it prints `WAKES rank=1` after) while the others finish with a 3 s deadline.
+//!   thread; it prints `WAKES rank=1` after) while the others finish with a 3 s deadline;
+//! - `preinit`: `reference`, with MPI initialised by the program itself (rsmpi, at
+//!   `MPI_THREAD_SERIALIZED`) before `Mpi::init`, which must accept it.
 //!
 //! Every rank prints `DONE rank=<r>` after `finish`, so the test can tell a finished run from
 //! a hang.
@@ -36,6 +38,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    // Declared first, dropped last: the program finalises its own MPI after ezpz's handles.
+    let _program_universe = (scenario == "preinit").then(|| {
+        mpi::initialize_with_threading(mpi::environment::Threading::Serialized)
+            .expect("MPI not initialised yet")
+            .0
+    });
     let mpi = match Mpi::init() {
         Ok(m) => m,
         Err(e) => {
@@ -43,6 +51,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    println!(
+        "THREADING rank={} serialized={}",
+        mpi.rank(),
+        mpi.is_serialized()
+    );
     let deadline = std::time::Duration::from_secs(if scenario == "hang" { 3 } else { 30 });
     let tracker = match TrackerBuilder::new()
         .project("mpi-probe")
@@ -61,7 +74,7 @@ fn main() -> ExitCode {
     let r = mpi.rank();
     let rf = r as f64;
     match scenario.as_str() {
-        "reference" => {
+        "reference" | "preinit" => {
             for step in 0..5u32 {
                 let s = f64::from(step);
                 tracker.log(metrics! {

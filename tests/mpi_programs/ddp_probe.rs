@@ -146,6 +146,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    println!(
+        "THREADING rank={} serialized={}",
+        mpi.rank(),
+        mpi.is_serialized()
+    );
     let tracker = TrackerBuilder::new()
         .project("mpi-ddp-probe")
         .backends("csv")

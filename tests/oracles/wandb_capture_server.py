@@ -12,7 +12,8 @@ Usage:
 The chosen port is written to P; after every request the whole state is written to S
 (JSON, atomically). `--fail graphql:503:2` makes the first two GraphQL requests answer 503;
 KIND is graphql, file_stream, upload or any; ACTION is an HTTP status (429 adds
-`Retry-After: 1`) or `drop` (close the connection without an answer).
+`Retry-After: 1`), `drop` (close the connection without an answer), `hang` (never answer:
+hold the connection until the client gives up) or `absurd` (503 with `Retry-After: 1e20`).
 """
 
 import argparse
@@ -88,6 +89,16 @@ class Handler(BaseHTTPRequestHandler):
         if action == "drop":
             self.close_connection = True
             return
+        if action == "hang":
+            self.close_connection = True
+            self.connection.settimeout(600)
+            try:
+                self.connection.recv(1)  # returns when the client closes
+            except OSError:
+                pass
+            return
+        if action == "absurd":
+            return self.reply(503, {"error": "injected failure"}, [("Retry-After", "1e20")])
         if action is not None:
             status = int(action)
             headers = [("Retry-After", "1")] if status == 429 else []

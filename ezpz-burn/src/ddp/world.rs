@@ -30,11 +30,11 @@ impl World {
     #[cfg(feature = "mpi")]
     pub(crate) fn mpi(mpi: &Mpi) -> World {
         let comm = mpi.communicator();
-        World::Mpi {
-            rank: comm.rank() as usize,
-            size: comm.size() as usize,
-            comm,
-        }
+        let (rank, size) = {
+            let _mpi = ezpz_tracker::mpi::lock();
+            (comm.rank() as usize, comm.size() as usize)
+        };
+        World::Mpi { rank, size, comm }
     }
 
     pub(crate) fn rank(&self) -> usize {
@@ -60,6 +60,7 @@ impl World {
             #[cfg(feature = "mpi")]
             World::Mpi { comm, size, .. } => {
                 let mut all = vec![0u64; mine.len() * size];
+                let _mpi = ezpz_tracker::mpi::lock();
                 comm.all_gather_into(mine, &mut all[..]);
                 all
             }
@@ -73,6 +74,7 @@ impl World {
             #[cfg(feature = "mpi")]
             World::Mpi { comm, size, .. } => {
                 let mut all = vec![0f64; *size];
+                let _mpi = ezpz_tracker::mpi::lock();
                 comm.all_gather_into(&mine, &mut all[..]);
                 all
             }
@@ -87,7 +89,10 @@ impl World {
                 let _ = buffer;
             }
             #[cfg(feature = "mpi")]
-            World::Mpi { comm, .. } => comm.process_at_rank(0).broadcast_into(buffer),
+            World::Mpi { comm, .. } => {
+                let _mpi = ezpz_tracker::mpi::lock();
+                comm.process_at_rank(0).broadcast_into(buffer);
+            }
         }
     }
 
@@ -98,6 +103,7 @@ impl World {
             #[cfg(feature = "mpi")]
             World::Mpi { comm, .. } => {
                 let mut sum = vec![0f32; mine.len()];
+                let _mpi = ezpz_tracker::mpi::lock();
                 comm.all_reduce_into(mine, &mut sum[..], SystemOperation::sum());
                 sum
             }
@@ -112,6 +118,7 @@ impl World {
             World::Mpi { comm, .. } => {
                 let mine = i32::from(yes);
                 let mut max = 0i32;
+                let _mpi = ezpz_tracker::mpi::lock();
                 comm.all_reduce_into(&mine, &mut max, SystemOperation::max());
                 max > 0
             }

@@ -9,7 +9,7 @@ use ::mpi::topology::Communicator as _;
 use ::mpi::traits::*;
 use ::mpi::Count;
 
-use super::Communicator;
+use super::{lock, Communicator};
 use crate::aggregate::{Aggregator, Exchange};
 
 /// Cross-rank `key/mean|min|max|std` over MPI, for [`TrackerBuilder::aggregator`]
@@ -19,7 +19,10 @@ use crate::aggregate::{Aggregator, Exchange};
 /// `MPI_Iallgather` of two words per rank (payload length, done flag), then, when any rank
 /// has rows, one `MPI_Igatherv` of the rows to rank 0. Both are non-blocking and polled with
 /// short sleeps, so a thread waiting for a slower rank does not spin a core. Logging itself
-/// never makes an MPI call.
+/// never makes an MPI call. Each MPI call (starting a request, each `test`) holds
+/// [`lock`](super::lock), so rounds are correct beside the training thread's collectives
+/// when the library grants only `MPI_THREAD_SERIALIZED`; the lock is released between
+/// polls, so a blocking collective elsewhere is never held up for a whole round.
 ///
 /// [`TrackerBuilder::aggregator`]: crate::TrackerBuilder::aggregator
 /// [`TrackerBuilder::mpi`]: crate::TrackerBuilder::mpi
@@ -33,11 +36,11 @@ pub struct MpiAggregator {
 impl MpiAggregator {
     /// An aggregator over `comm` (usually from [`Mpi::aggregator`](super::Mpi::aggregator)).
     pub fn new(comm: Communicator) -> Self {
-        MpiAggregator {
-            rank: comm.rank() as usize,
-            size: comm.size() as usize,
-            comm,
-        }
+        let (rank, size) = {
+            let _mpi = lock();
+            (comm.rank() as usize, comm.size() as usize)
+        };
+        MpiAggregator { rank, size, comm }
     }
 
     /// The communicator the aggregator's collectives run on.
@@ -61,7 +64,11 @@ fn complete<'a, D: ?Sized, S: Scope<'a>>(
 ) -> bool {
     let start = std::time::Instant::now();
     for spin in 0u32.. {
-        match request.test() {
+        let tested = {
+            let _mpi = lock();
+            request.test()
+        };
+        match tested {
             Ok(_) => return true,
             Err(pending) => request = pending,
         }
@@ -96,11 +103,12 @@ impl Aggregator for MpiAggregator {
         let header = vec![len as u64, u64::from(done)];
         let mut headers = vec![0u64; 2 * self.size];
         let completed = ::mpi::request::scope(|scope| {
-            complete(
+            let request = {
+                let _mpi = lock();
                 self.comm
-                    .immediate_all_gather_into(scope, &header[..], &mut headers[..]),
-                give_up,
-            )
+                    .immediate_all_gather_into(scope, &header[..], &mut headers[..])
+            };
+            complete(request, give_up)
         });
         if !completed {
             std::mem::forget((header, headers));
@@ -120,15 +128,20 @@ impl Aggregator for MpiAggregator {
                 },
             });
         }
-        let root = self.comm.process_at_rank(0);
+        let root = {
+            // `process_at_rank` checks the rank against `MPI_Comm_size`.
+            let _mpi = lock();
+            self.comm.process_at_rank(0)
+        };
         // Leaked with the request when abandoned, so it is a copy of the caller's buffer.
         let mine = payload[..len].to_vec();
         if self.rank != 0 {
             let completed = ::mpi::request::scope(|scope| {
-                complete(
-                    root.immediate_gather_varcount_into(scope, &mine[..]),
-                    give_up,
-                )
+                let request = {
+                    let _mpi = lock();
+                    root.immediate_gather_varcount_into(scope, &mine[..])
+                };
+                complete(request, give_up)
             });
             if !completed {
                 std::mem::forget(mine);
@@ -153,10 +166,11 @@ impl Aggregator for MpiAggregator {
         let completed = {
             let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
             ::mpi::request::scope(|scope| {
-                complete(
-                    root.immediate_gather_varcount_into_root(scope, &mine[..], &mut partition),
-                    give_up,
-                )
+                let request = {
+                    let _mpi = lock();
+                    root.immediate_gather_varcount_into_root(scope, &mine[..], &mut partition)
+                };
+                complete(request, give_up)
             })
         };
         if !completed {

@@ -19,8 +19,11 @@
 //! MPI calls go through private duplicates of the world communicator
 //! ([`Mpi::communicator`]), one per user (the aggregator, the data-parallel code), so the
 //! tracker's aggregation thread and gradient all-reduces on the training thread never
-//! interleave their collectives. For that the handle asks MPI for `MPI_THREAD_MULTIPLE`
-//! ([`Mpi::threading`] says what the library granted).
+//! interleave their collectives. The handle asks MPI for `MPI_THREAD_MULTIPLE`
+//! ([`Mpi::threading`] says what the library granted); when the library grants only
+//! `MPI_THREAD_SERIALIZED` (Cray MPICH's default), every ezpz MPI call takes one
+//! process-wide lock ([`lock`]), so the program stays correct; `FUNNELED` and `SINGLE` are
+//! refused by [`Mpi::init`] with the setting that fixes it.
 
 #[cfg(feature = "mpi")]
 mod aggregator;
@@ -32,4 +35,4 @@ pub use ::mpi::environment::Threading;
 #[cfg(feature = "mpi")]
 pub use aggregator::MpiAggregator;
 #[cfg(feature = "mpi")]
-pub use handle::{Communicator, Mpi};
+pub use handle::{lock, Communicator, Mpi, MpiGuard};

@@ -212,12 +212,121 @@ pub(crate) fn device_from_config(config: &serde_json::Value) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// This process's command line, each argument shell-quoted when it needs to be.
+/// This process's command line, each argument shell-quoted when it needs to be, secrets
+/// redacted (see [`redacted_args`]).
 fn command_line() -> String {
-    std::env::args_os()
-        .map(|a| shell_quote(&a.to_string_lossy()))
+    redacted_args()
+        .iter()
+        .map(|a| shell_quote(a))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Environment variables whose values are secrets: scrubbed wherever they might appear.
+const SECRET_VARS: &[&str] = &[
+    crate::env::MLFLOW_TRACKING_PASSWORD,
+    crate::env::MLFLOW_TRACKING_TOKEN,
+    crate::env::AMSC_API_KEY,
+    crate::env::AM_SC_API_KEY,
+    crate::env::WANDB_API_KEY,
+];
+
+/// What written in place of a secret.
+pub(crate) const REDACTED: &str = "***";
+
+/// The secret values this process knows: the credential variables ([`SECRET_VARS`]) and a
+/// password embedded in `MLFLOW_TRACKING_URI` or `WANDB_BASE_URL`. Values shorter than four
+/// characters are left out (replacing them would mangle ordinary text).
+pub(crate) fn known_secrets() -> Vec<String> {
+    let mut values: Vec<String> = SECRET_VARS
+        .iter()
+        .filter_map(|v| crate::env::var(v))
+        .collect();
+    for uri_var in [crate::env::MLFLOW_TRACKING_URI, crate::env::WANDB_BASE_URL] {
+        if let Some(uri) = crate::env::var(uri_var) {
+            values.extend(uri_password(&uri));
+        }
+    }
+    values.retain(|v| v.len() >= 4);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    values
+}
+
+/// The password of `scheme://user:password@host/…`, if any.
+fn uri_password(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    let password = userinfo.split_once(':')?.1;
+    (!password.is_empty()).then(|| password.to_string())
+}
+
+/// `text` with every value in `secrets` replaced by `***`.
+pub(crate) fn redact_values(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// Whether a command-line flag (`--api-key`, `-hf_token`) or variable name (`WANDB_API_KEY`)
+/// names a secret.
+fn names_a_secret(name: &str) -> bool {
+    let name = name
+        .trim_start_matches('-')
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    [
+        "token",
+        "password",
+        "passwd",
+        "secret",
+        "api-key",
+        "apikey",
+        "access-key",
+        "private-key",
+        "credentials",
+    ]
+    .iter()
+    .any(|s| name == *s || name.ends_with(&format!("-{s}")) || name.ends_with(s))
+}
+
+/// `args` with secrets redacted: the value after a flag that names a secret (`--token X`,
+/// `--password=X`, `--api-key X`, `WANDB_API_KEY=X`), and any occurrence of a known secret
+/// value.
+pub(crate) fn redact_args(args: &[String], secrets: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut hide_next = false;
+    for arg in args {
+        if hide_next {
+            hide_next = false;
+            out.push(REDACTED.to_string());
+            continue;
+        }
+        if let Some((name, _)) = arg.split_once('=') {
+            if names_a_secret(name) && !name.contains(char::is_whitespace) {
+                out.push(format!("{name}={REDACTED}"));
+                continue;
+            }
+        } else if arg.starts_with('-') && names_a_secret(arg) {
+            hide_next = true;
+        }
+        out.push(redact_values(arg, secrets));
+    }
+    out
+}
+
+/// This process's arguments (`argv`), secrets redacted ([`redact_args`] with
+/// [`known_secrets`]): what may go into `report.md`, `run_info.json`, params and tags.
+pub(crate) fn redacted_args() -> Vec<String> {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    redact_args(&args, &known_secrets())
 }
 
 fn shell_quote(arg: &str) -> String {
@@ -284,6 +393,56 @@ fn is_hash(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_lines_lose_their_secrets() {
+        let secrets = strings(&["s3cr3t-value-42"]);
+        let args = strings(&[
+            "train",
+            "--token",
+            "abc123",
+            "--password=hunter22",
+            "--api-key",
+            "k-1",
+            "--hf_token",
+            "hf-9",
+            "WANDB_API_KEY=wk-0",
+            "--lr",
+            "0.1",
+            "--max-tokens",
+            "512",
+            "--note=uses s3cr3t-value-42 here",
+        ]);
+        let out = redact_args(&args, &secrets);
+        assert_eq!(
+            out,
+            strings(&[
+                "train",
+                "--token",
+                "***",
+                "--password=***",
+                "--api-key",
+                "***",
+                "--hf_token",
+                "***",
+                "WANDB_API_KEY=***",
+                "--lr",
+                "0.1",
+                "--max-tokens",
+                "512",
+                "--note=uses *** here",
+            ])
+        );
+        assert_eq!(
+            uri_password("https://bob:pw-9876@mlflow.example/x").as_deref(),
+            Some("pw-9876")
+        );
+        assert_eq!(uri_password("http://127.0.0.1:5000"), None);
+    }
 
     const A: &str = "0123456789abcdef0123456789abcdef01234567";
     const B: &str = "89abcdef0123456789abcdef0123456789abcdef";

@@ -84,15 +84,8 @@ impl Credentials {
             Credentials::Basic { password, .. } => vec![password.clone()],
             Credentials::Bearer(t) | Credentials::ApiKey(t) => vec![t.clone()],
         };
-        // Every credential variable set is scrubbed, used or not.
-        for name in [
-            env::MLFLOW_TRACKING_PASSWORD,
-            env::MLFLOW_TRACKING_TOKEN,
-            env::AMSC_API_KEY,
-            env::AM_SC_API_KEY,
-        ] {
-            values.extend(var(name));
-        }
+        // Every secret this process knows is scrubbed, used here or not (W&B's key too).
+        values.extend(crate::report::known_secrets());
         values
     }
 }

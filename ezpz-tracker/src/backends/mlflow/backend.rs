@@ -15,7 +15,7 @@ use super::keys::{local_renames, KeyMapper};
 use super::options::MlflowOptions;
 use super::params::{system_params, GitInfo, ParamLog};
 use super::run::{end_body, new_run_uid, RunMeta};
-use super::sender::{lock, run_thread, Control, Delivery, OP_ARTIFACT, OP_END};
+use super::sender::{lock, run_thread, Control, Delivery, Refused, OP_ARTIFACT, OP_END, SENDERS};
 use crate::backend::{
     Artifacts, Backend, BackendContext, ImageRecord, Record, RunInfo, RunStatus, Table,
 };
@@ -41,11 +41,16 @@ pub struct MlflowBackend {
     control: Arc<Control>,
     sender: Option<JoinHandle<()>>,
     meta: RunMeta,
-    metrics: BatchBuilder,
+    /// One batch per lane: a key always goes to the same lane, so the delivery thread can
+    /// send the lanes' requests at once and each key keeps its order.
+    metrics: Vec<BatchBuilder>,
     keys: KeyMapper,
     params: ParamLog,
     secrets: Secrets,
     non_numeric: HashSet<Arc<str>>,
+    /// Entries refused, per key (here: found before sending; the delivery thread adds the
+    /// server's refusals).
+    refused: Refused,
     /// The builder hands its configuration to `log_config` too; it was logged as `config.*`.
     initial_config: Option<serde_json::Value>,
     finish_cap: Duration,
@@ -76,8 +81,8 @@ impl MlflowBackend {
     /// Starts the backend for the run `ctx` describes. No network here: the run is created by
     /// the delivery thread, as soon as the server answers.
     ///
-    /// Credentials come from the environment after loading `~/.amsc.env` and the nearest
-    /// `.env` (see [`env::load_dotenv`]).
+    /// Credentials come from the environment, completed (never overridden) by `.env` in the
+    /// working directory and `~/.amsc.env` (see [`env::load_dotenv`]).
     ///
     /// # Errors
     /// No tracking URI, a URI that is not `http(s)`, an unreadable CA file, or a spool that
@@ -135,11 +140,14 @@ impl MlflowBackend {
             control: control.clone(),
             sender: None,
             meta: meta.clone(),
-            metrics: BatchBuilder::new(Kind::Metrics),
+            metrics: (0..SENDERS)
+                .map(|_| BatchBuilder::new(Kind::Metrics))
+                .collect(),
             keys: KeyMapper::default(),
             params: ParamLog::default(),
             secrets,
             non_numeric: HashSet::new(),
+            refused: Refused::default(),
             initial_config: None,
             finish_cap,
             files: 0,
@@ -155,7 +163,7 @@ impl MlflowBackend {
             backend.log_params(flatten(&serde_json::json!({ "config": config }), "."))?;
             backend.initial_config = Some(config.clone());
         }
-        let delivery = Delivery::new(client, meta, spool, true);
+        let delivery = Delivery::new(client, meta, spool, backend.refused.clone(), true);
         let thread = std::thread::Builder::new()
             .name("ezpz-mlflow-tx".into())
             .spawn(move || run_thread(delivery, control))
@@ -176,10 +184,11 @@ impl MlflowBackend {
     }
 
     fn seal_metrics(&mut self) -> Result<()> {
-        match self.metrics.seal() {
-            Some(body) => self.append(Kind::Metrics.field(), &body),
-            None => Ok(()),
+        let bodies: Vec<String> = self.metrics.iter_mut().filter_map(|b| b.seal()).collect();
+        for body in bodies {
+            self.append(Kind::Metrics.field(), &body)?;
         }
+        Ok(())
     }
 
     /// Spools params (deduplicated and checked, see [`ParamLog`]).
@@ -211,13 +220,34 @@ impl MlflowBackend {
         let files = lock(&self.spool).files_dir()?;
         self.files += 1;
         let name = dest.rsplit('/').next().unwrap_or("file");
+        // Absolute: `ezpz sync` may run from any directory.
         let src = files.join(format!("{}-{name}", self.files));
+        let src = std::path::absolute(&src).unwrap_or(src);
         std::fs::write(&src, bytes).map_err(|e| Error::io("cannot write", &src, e))?;
         self.upload(&Upload {
             src,
             dest,
             owned: true,
         })
+    }
+
+    /// Counts the metrics of a row whose step MLflow cannot store, warning once.
+    fn refuse_step(&mut self, record: &Record) {
+        let mut refused = lock(&self.refused);
+        for (key, value) in &record.metrics {
+            if value.as_f64().is_some() {
+                *refused.entry(key.to_string()).or_default() += 1;
+            }
+        }
+        drop(refused);
+        if self.non_numeric.insert(Arc::from("\u{0}step")) {
+            crate::warn!(
+                "ezpz: mlflow: step {} is above {} (MLflow steps are 64-bit signed integers); \
+                 rows with such steps are not sent to MLflow (counted as refused in the summary)",
+                record.step,
+                i64::MAX
+            );
+        }
     }
 
     fn stop_sender(&mut self, wait: Duration) {
@@ -234,6 +264,14 @@ impl MlflowBackend {
     }
 }
 
+/// The lane of `key` among `lanes` (a fixed hash: the same key, the same lane).
+fn lane_of(key: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % lanes.max(1) as u64) as usize
+}
+
 /// The backend's own deadline inside the tracker's finish cap: a tenth earlier (at least a
 /// second), so the tracker still hears the outcome in time.
 fn own_deadline(cap: Duration) -> Duration {
@@ -248,7 +286,10 @@ pub(crate) fn request_timeout() -> Duration {
 
 /// Tags set when the run is created: source, user, commit.
 fn creation_tags(git: &GitInfo, secrets: &Secrets) -> Vec<(String, String)> {
-    let source = std::env::args().next().unwrap_or_default();
+    let source = crate::report::redacted_args()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     let mut tags = vec![
         ("mlflow.source.name".to_string(), secrets.redact(&source)),
         ("mlflow.source.type".to_string(), "LOCAL".to_string()),
@@ -269,11 +310,11 @@ fn set_aside_leftovers(dir: &Path, outdir: &Path) -> Result<()> {
     if !dir.join("entries.log").exists() {
         return Ok(());
     }
-    if let Some(pid) = Spool::live_owner(dir) {
+    if let Some(owner) = Spool::live_owner(dir) {
         return Err(Error::Invalid {
             what: "output directory",
             message: format!(
-                "process {pid} is logging to MLflow from `{}` already; use another outdir",
+                "{owner} is logging to MLflow from `{}` already; use another outdir",
                 outdir.display()
             ),
         });
@@ -302,7 +343,12 @@ impl Backend for MlflowBackend {
     }
 
     fn log(&mut self, record: &Record) -> Result<()> {
-        let timestamp = (record.timestamp * 1000.0).round() as i64;
+        let timestamp = ((record.timestamp * 1000.0).round() as i64).max(0);
+        if i64::try_from(record.step).is_err() {
+            // MLflow steps are 64-bit signed: the server would refuse the whole batch.
+            self.refuse_step(record);
+            return Ok(());
+        }
         let renames = local_renames(record.metrics.iter().map(|(k, _)| &**k));
         let mut sealed = Vec::new();
         for (key, value) in &record.metrics {
@@ -321,9 +367,9 @@ impl Backend for MlflowBackend {
             } else {
                 self.keys.map(key, "metric")
             };
+            let lane = lane_of(&key, self.metrics.len());
             sealed.extend(
-                self.metrics
-                    .push(|o| write_metric(o, &key, v, timestamp, record.step)),
+                self.metrics[lane].push(|o| write_metric(o, &key, v, timestamp, record.step)),
             );
         }
         for body in sealed {
@@ -382,6 +428,10 @@ impl Backend for MlflowBackend {
         self.seal_metrics()?;
         let end_time = chrono::Utc::now().timestamp_millis();
         self.append(OP_END, &end_body(status, end_time))?;
+        // On the disk itself before waiting: what is not delivered must survive a crash.
+        if let Err(e) = lock(&self.spool).sync() {
+            crate::warn!("ezpz: mlflow: {e}");
+        }
         self.control.hurry();
         let deadline = started + own_deadline(self.finish_cap);
         let spool = self.spool.clone();
@@ -419,6 +469,7 @@ impl Backend for MlflowBackend {
 
     fn run_info(&self) -> Option<RunInfo> {
         let mut info = lock(&self.control.run_info).clone().unwrap_or_default();
+        info.refused = lock(&self.refused).clone();
         if self.undelivered.is_some() {
             info.path = Some(self.spool_dir());
             info.command = Some(self.meta.sync_command());

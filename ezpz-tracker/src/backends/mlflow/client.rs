@@ -11,7 +11,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::Url;
 
 use super::auth::{Credentials, Secrets, Tls};
-use crate::retry::{classify, parse_retry_after, Class};
+use crate::retry::parse_retry_after;
 use crate::{Error, Result};
 
 /// Why a request did not succeed.
@@ -34,25 +34,55 @@ pub(crate) enum Failure {
     },
 }
 
+/// MLflow `error_code`s that mean "this request, as it is, will never be accepted". Only an
+/// answer in MLflow's JSON error shape with one of these codes (and a 4xx status) is final;
+/// everything else may be a proxy, a restart, an overloaded server: it is retried.
+const PERMANENT_CODES: &[&str] = &[
+    "INVALID_PARAMETER_VALUE",
+    "BAD_REQUEST",
+    "MALFORMED_REQUEST",
+    "RESOURCE_ALREADY_EXISTS",
+    "INVALID_STATE_TRANSITION",
+];
+
 impl Failure {
-    /// Whether the same request may succeed later (network errors, 408, 429, 5xx).
-    pub fn is_retryable(&self) -> bool {
+    /// Whether the server refused this request for good: MLflow's JSON error body with a
+    /// permanent `error_code` (`INVALID_PARAMETER_VALUE`, …) on a 4xx answer, or a local
+    /// problem. A 404 or 200 HTML page, a 502 from a proxy, a reset or a timeout are not.
+    pub fn is_permanent(&self) -> bool {
         match self {
-            Failure::Network(_) => true,
-            Failure::Local(_) => false,
-            Failure::Status { status, .. } => classify(*status) == Class::Retry,
+            Failure::Local(_) => true,
+            Failure::Network(_) => false,
+            Failure::Status { status, code, .. } => {
+                (400..500).contains(status)
+                    && !matches!(status, 401 | 403 | 408 | 429)
+                    && code
+                        .as_deref()
+                        .is_some_and(|c| PERMANENT_CODES.contains(&c))
+            }
         }
     }
 
-    /// Whether the server refused the credentials or the host (401, 403).
+    /// Whether the same request may succeed later: anything that is neither permanent (see
+    /// [`is_permanent`](Self::is_permanent)) nor a refusal of access.
+    #[cfg(test)]
+    pub fn is_retryable(&self) -> bool {
+        !self.is_permanent() && !self.is_auth()
+    }
+
+    /// Whether the server refused the credentials or the host (401, 403, or MLflow's
+    /// `PERMISSION_DENIED` / `UNAUTHENTICATED`).
     pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            Failure::Status {
-                status: 401 | 403,
-                ..
+        match self {
+            Failure::Status { status, code, .. } => {
+                matches!(status, 401 | 403)
+                    || matches!(
+                        code.as_deref(),
+                        Some("PERMISSION_DENIED" | "UNAUTHENTICATED" | "CUSTOMER_UNAUTHORIZED")
+                    )
             }
-        )
+            Failure::Network(_) | Failure::Local(_) => false,
+        }
     }
 
     /// The HTTP status, if the server answered.
@@ -114,7 +144,12 @@ pub(crate) struct RestClient {
     base: String,
     credentials: Credentials,
     secrets: Secrets,
+    timeout: Duration,
 }
+
+/// The slowest upload speed a large artifact is given time for: its request timeout grows by
+/// one second per this many bytes, so a large file is not cut off (and retried forever).
+const MIN_UPLOAD_BYTES_PER_SEC: u64 = 1 << 20;
 
 impl RestClient {
     /// A client for `tracking_uri` (`http(s)://host[:port][/prefix]`).
@@ -138,6 +173,7 @@ impl RestClient {
         let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(10).min(timeout))
             .timeout(timeout)
+            .redirect(crate::retry::same_origin_redirects())
             .user_agent(concat!("ezpz-tracker/", env!("CARGO_PKG_VERSION")));
         if tls.insecure {
             builder = builder.danger_accept_invalid_certs(true);
@@ -171,6 +207,7 @@ impl RestClient {
             base: tracking_uri.trim_end_matches('/').to_string(),
             credentials,
             secrets,
+            timeout,
         })
     }
 
@@ -221,9 +258,11 @@ impl RestClient {
     pub fn put_file(&self, url: Url, src: &Path) -> Result<(), Failure> {
         let file = std::fs::File::open(src)
             .map_err(|e| Failure::Local(format!("cannot read `{}`: {e}", src.display())))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let request = self
             .http
             .put(url)
+            .timeout(upload_timeout(self.timeout, size))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(file);
         self.send(request).map(drop)
@@ -255,6 +294,25 @@ impl RestClient {
             return Ok(response);
         }
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| response.url().join(l).ok())
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_else(|| "an unknown address".into());
+            return Err(Failure::Status {
+                status,
+                code: None,
+                message: format!(
+                    "the server redirects to {to}; credentials are only sent to the tracking \
+                     server's own address (same scheme, host and port), so the redirect is not \
+                     followed: set MLFLOW_TRACKING_URI to the address it redirects to"
+                ),
+                retry_after: None,
+            });
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -269,6 +327,11 @@ impl RestClient {
             retry_after,
         })
     }
+}
+
+/// A request timeout for uploading `size` bytes: the usual one, plus a second per MiB.
+fn upload_timeout(base: Duration, size: u64) -> Duration {
+    base.saturating_add(Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC))
 }
 
 fn invalid_uri(uri: &str, why: &str) -> Error {
@@ -357,10 +420,37 @@ mod tests {
             message: String::new(),
             retry_after: None,
         };
+        let mlflow = |s: u16, code: &str| Failure::Status {
+            status: s,
+            code: Some(code.into()),
+            message: String::new(),
+            retry_after: None,
+        };
         assert!(Failure::Network("refused".into()).is_retryable());
         assert!(status(503).is_retryable() && status(429).is_retryable());
-        assert!(!status(400).is_retryable());
+        // Without MLflow's JSON error body nothing is final: HTML 404s, 405s, 200 login
+        // pages, a 400 from a proxy.
+        for s in [200, 302, 400, 404, 405, 409, 500, 502] {
+            assert!(status(s).is_retryable() && !status(s).is_permanent(), "{s}");
+        }
+        assert!(mlflow(400, "INVALID_PARAMETER_VALUE").is_permanent());
+        assert!(mlflow(400, "BAD_REQUEST").is_permanent());
+        assert!(!mlflow(500, "INVALID_PARAMETER_VALUE").is_permanent());
+        assert!(mlflow(500, "INTERNAL_ERROR").is_retryable());
+        assert!(mlflow(404, "ENDPOINT_NOT_FOUND").is_retryable());
+        assert!(mlflow(429, "REQUEST_LIMIT_EXCEEDED").is_retryable());
         assert!(status(403).is_auth() && status(401).is_auth() && !status(404).is_auth());
+        assert!(!status(403).is_retryable() && !status(403).is_permanent());
+    }
+
+    #[test]
+    fn uploads_get_time_in_proportion_to_their_size() {
+        let base = Duration::from_secs(120);
+        assert_eq!(upload_timeout(base, 0), base);
+        assert_eq!(
+            upload_timeout(base, 10 << 30),
+            base + Duration::from_secs(10 * 1024)
+        );
     }
 
     #[test]
@@ -372,6 +462,77 @@ mod tests {
         assert!(e.to_string().contains("only http(s)"), "{e}");
         let e = RestClient::new("ftp://u:topsecret@x/", Credentials::None, &tls, t).unwrap_err();
         assert!(!e.to_string().contains("topsecret"), "{e}");
+    }
+
+    /// One HTTP answer on a loopback port; returns the port and the request it received.
+    fn one_answer(answer: String) -> (u16, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            listener.set_nonblocking(false).unwrap();
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let _ = s.write_all(answer.as_bytes());
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (port, handle)
+    }
+
+    #[test]
+    fn credentials_never_follow_a_redirect_to_another_origin() {
+        // The "other host": anything it receives is a leak.
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other_port = other.local_addr().unwrap().port();
+        other.set_nonblocking(true).unwrap();
+        let (port, server) = one_answer(format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{other_port}/steal\r\n\
+             content-length: 0\r\nconnection: close\r\n\r\n"
+        ));
+        let c = RestClient::new(
+            &format!("http://127.0.0.1:{port}"),
+            Credentials::ApiKey("api-key-secret-987".into()),
+            &Tls::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let f = c.post("runs/log-batch", "{}".into()).unwrap_err();
+        let request = server.join().unwrap();
+        assert!(
+            request.to_ascii_lowercase().contains("x-api-key"),
+            "{request}"
+        );
+        assert!(other.accept().is_err(), "the redirect was followed");
+        assert_eq!(f.status(), Some(307));
+        assert!(f.is_retryable(), "kept and retried, never dropped: {f}");
+        let text = f.to_string();
+        assert!(text.contains("MLFLOW_TRACKING_URI") && text.contains(&other_port.to_string()));
+        assert!(
+            !text.contains("api-key-secret-987") && !text.contains("steal"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_html_page_with_200_is_retried_not_dropped() {
+        let page = "<html><body>Sign in</body></html>";
+        let (port, server) = one_answer(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{page}",
+            page.len()
+        ));
+        let c = RestClient::new(
+            &format!("http://127.0.0.1:{port}"),
+            Credentials::None,
+            &Tls::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let f = c.post("runs/log-batch", "{}".into()).unwrap_err();
+        server.join().unwrap();
+        assert!(f.is_retryable() && !f.is_permanent(), "{f:?}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `client.rs` | the HTTP calls and how failures are classified |
 //! | `batch.rs` | `log-batch` bodies within the server's limits |
 //! | `keys.rs` | names MLflow accepts, `key/local` beside aggregates |
+//! | `not_word.rs` | characters Rust calls alphanumeric that MLflow refuses |
 //! | `params.rs` | config → params, write-once rules, `ezpz.*` system params |
 //! | `run.rs` | experiment, run creation/attachment, banner, URL, final status |
 //! | `artifacts.rs` | uploads through the `mlflow-artifacts` proxy |
@@ -30,6 +31,7 @@ mod backend;
 mod batch;
 mod client;
 mod keys;
+mod not_word;
 mod options;
 mod params;
 mod replay;

@@ -108,7 +108,7 @@ pub(crate) fn system_params(ctx: &BackendContext, git: &GitInfo) -> Vec<(String,
     let cwd = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    let command: Vec<String> = std::env::args().collect();
+    let command = crate::report::redacted_args();
     let pairs: Vec<(&str, String)> = vec![
         ("version", env!("CARGO_PKG_VERSION").to_string()),
         ("hostname", rank.hostname.clone()),

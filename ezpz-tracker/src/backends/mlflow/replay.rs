@@ -8,10 +8,9 @@ use super::auth::{strip_userinfo, Credentials, Tls};
 use super::backend::request_timeout;
 use super::client::RestClient;
 use super::run::{end_body, RunMeta};
-use super::sender::{lock, Delivery, Step, OP_END};
+use super::sender::{hurried_backoff, lock, Delivery, Refused, Step, OP_END};
 use crate::backend::RunStatus;
 use crate::env::{self, var};
-use crate::retry::Backoff;
 use crate::spool::Spool;
 use crate::sync::{SyncOptions, SyncReport};
 use crate::{Error, Result};
@@ -22,13 +21,26 @@ use crate::{Error, Result};
 /// # Errors
 /// Another live process writes the spool, or it cannot be read.
 pub(crate) fn replay(dir: &Path, options: &SyncOptions) -> Result<SyncReport> {
-    if let Some(pid) = Spool::live_owner(dir) {
+    if let Some(owner) = Spool::live_owner(dir).filter(|_| !options.force) {
+        let elsewhere = owner
+            .host
+            .as_deref()
+            .is_some_and(|h| h != crate::env::hostname());
         return Err(Error::Invalid {
             what: "spool",
-            message: format!(
-                "process {pid} is still writing `{}`; run `ezpz sync` after it exits",
-                dir.display()
-            ),
+            message: if elsewhere {
+                format!(
+                    "`{}` belongs to {}, which may still be writing it (this host cannot tell); \
+                     run `ezpz sync` after that job ended, or add `--force` if it has",
+                    dir.display(),
+                    owner
+                )
+            } else {
+                format!(
+                    "{owner} is still writing `{}`; run `ezpz sync` after it exits",
+                    dir.display()
+                )
+            },
         });
     }
     env::load_dotenv();
@@ -53,17 +65,24 @@ pub(crate) fn replay(dir: &Path, options: &SyncOptions) -> Result<SyncReport> {
     if spool.unacked() > 0 && !has_end(&mut spool)? {
         let now = chrono::Utc::now().timestamp_millis();
         spool.append(OP_END, &end_body(RunStatus::Killed, now))?;
+        spool.sync()?;
     }
     spool.rewind();
     let spool = Arc::new(Mutex::new(spool));
-    let mut delivery = Delivery::new(client, meta, spool.clone(), false);
-    let deadline = Instant::now() + options.timeout;
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+    let refused = Refused::default();
+    let mut delivery = Delivery::new(client, meta, spool.clone(), refused.clone(), false);
+    delivery.hurry();
+    // `checked_add`: an absurd `--timeout` means "no limit", not a panic.
+    let now = Instant::now();
+    let deadline = now
+        .checked_add(options.timeout)
+        .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
+    let mut backoff = hurried_backoff();
     loop {
         match delivery.step(&mut backoff) {
             Step::Progress => {}
             Step::Idle => break,
-            Step::Wait(delay) => {
+            Step::Wait(delay) | Step::Pending(delay) => {
                 if Instant::now() + delay > deadline {
                     break;
                 }
@@ -81,6 +100,7 @@ pub(crate) fn replay(dir: &Path, options: &SyncOptions) -> Result<SyncReport> {
         last_failure: (remaining > 0)
             .then(|| delivery.last_failure.clone())
             .flatten(),
+        refused: lock(&refused).clone(),
     };
     if remaining == 0 {
         drop(delivery);

@@ -7,9 +7,10 @@
 //!
 //! - **offline** (`WANDB_MODE=offline`, or `dryrun`): only the log; the `wandb sync` command
 //!   is printed at finish and returned by `run_info()`.
-//! - **online** (an API key from `WANDB_API_KEY` or `~/.netrc`): the log, plus streaming to
-//!   `WANDB_BASE_URL` from the worker thread (`online/`). A server that is lost for good
-//!   leaves the complete log for `wandb sync`.
+//! - **online** (an API key from `WANDB_API_KEY` or `~/.netrc`): the log, written first,
+//!   always; streaming to `WANDB_BASE_URL` runs on its own thread (`ezpz-wandb-tx`,
+//!   `online/`) from the lines already written, so a slow, hung or lost server never holds
+//!   up the log. A server that is lost for good leaves the complete log for `wandb sync`.
 //! - **disabled** (`WANDB_MODE=disabled`, any `WANDB_DISABLED`): nothing.
 //!
 //! Steps: W&B drops rows whose step goes backwards; here such a row keeps the next free
@@ -42,7 +43,7 @@ use crate::{Error, Result};
 
 use self::history::{value_json, Row, Steps};
 use self::media::Media;
-use self::online::{Endpoint, OnlineRun};
+use self::online::{Endpoint, OnlineHandle};
 use self::run::{new_run_id, RunIdent, RunLog};
 
 pub use self::mode::{resolve_mode, WandbMode};
@@ -52,6 +53,9 @@ pub use self::options::WandbOptions;
 pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
 /// How long an online server may keep failing before streaming stops (the log keeps all).
 pub const DEFAULT_OUTAGE_LIMIT: Duration = Duration::from_secs(15 * 60);
+/// How long the first row of a run with a given id (`WANDB_RUN_ID`: maybe a resumed run)
+/// waits for the server to say how many history lines it has; then it goes on without.
+const RESUME_WAIT: Duration = Duration::from_secs(5);
 
 /// Writes W&B runs: always the local `.wandb` log, online also to the server. See the
 /// [module docs](self).
@@ -71,7 +75,9 @@ struct Active {
     pending_media: Vec<Media>,
     pending_media_step: u64,
     config: Map<String, Json>,
-    online: Option<OnlineRun>,
+    online: Option<OnlineHandle>,
+    /// The run id was given (`WANDB_RUN_ID`): the run may be resumed.
+    given_id: bool,
     lost_warned: bool,
     finish_timeout: Duration,
     finished: bool,
@@ -84,7 +90,7 @@ impl WandbBackend {
     }
 
     /// Starts a run: resolves the mode, creates the run directory and writes the `run`
-    /// record. No network here: an online run connects from the worker.
+    /// record. No network here: an online run connects from its own thread.
     ///
     /// Disabled mode, a rank other than 0, or online mode without an API key (one warning
     /// saying how to log in or go offline) give a backend that does nothing.
@@ -125,11 +131,9 @@ impl WandbBackend {
         } else {
             None
         };
+        let given_id = opts.run_id.clone().or_else(|| var(env::WANDB_RUN_ID));
         let ident = RunIdent {
-            run_id: opts
-                .run_id
-                .or_else(|| var(env::WANDB_RUN_ID))
-                .unwrap_or_else(new_run_id),
+            run_id: given_id.clone().unwrap_or_else(new_run_id),
             project: opts.project.unwrap_or_else(|| ctx.project.clone()),
             entity: opts.entity.or_else(|| var(env::WANDB_ENTITY)),
             display_name: opts
@@ -157,12 +161,12 @@ impl WandbBackend {
         let mut config = system::system_config(&ctx.rank, ctx.start_time);
         if let Some(Json::Object(user)) = &ctx.config {
             for (k, v) in user {
-                config.insert(k.clone(), v.clone());
+                config.insert(k.clone(), scrubbed(v));
             }
         }
         let run = RunLog::create(&ctx.outdir, &ident, mode.is_online(), &config)?;
         let online = endpoint.map(|ep| {
-            let mut o = OnlineRun::new(ep, ident.clone(), run.files_dir().to_path_buf());
+            let mut o = OnlineHandle::start(ep, ident.clone(), run.files_dir().to_path_buf());
             o.set_config(wandb_config(&config));
             o
         });
@@ -182,6 +186,7 @@ impl WandbBackend {
                 pending_media_step: 0,
                 config,
                 online,
+                given_id: given_id.is_some(),
                 lost_warned: false,
                 finish_timeout,
                 finished: false,
@@ -212,6 +217,25 @@ impl WandbBackend {
     }
 }
 
+/// `v` with every known secret value (`WANDB_API_KEY`, MLflow's credentials) in its strings
+/// replaced by `***`: a configuration is uploaded and shown.
+fn scrubbed(v: &Json) -> Json {
+    let secrets = crate::report::known_secrets();
+    fn walk(v: &mut Json, secrets: &[String]) {
+        match v {
+            Json::String(s) => *s = crate::report::redact_values(s, secrets),
+            Json::Array(items) => items.iter_mut().for_each(|i| walk(i, secrets)),
+            Json::Object(map) => map.values_mut().for_each(|i| walk(i, secrets)),
+            _ => {}
+        }
+    }
+    let mut v = v.clone();
+    if !secrets.is_empty() {
+        walk(&mut v, &secrets);
+    }
+    v
+}
+
 /// W&B's config JSON string: `{"key": {"value": v}}`.
 fn wandb_config(config: &Map<String, Json>) -> String {
     let wrapped: Map<String, Json> = config
@@ -232,14 +256,16 @@ impl Active {
         }
     }
 
-    /// Connects an online run before its first row, so a resumed run's steps continue
-    /// after the server's.
+    /// Before the first row of a run whose id was given (it may be resumed), waits a
+    /// bounded time for the server's history length, so the steps continue after it.
     fn connect_early(&mut self) {
         if self.rows > 0 {
             return;
         }
         if let Some(o) = &mut self.online {
-            o.pump();
+            if self.given_id {
+                o.wait_settled(RESUME_WAIT);
+            }
             if let Some(n) = o.resumed_lines() {
                 if self.steps.next() < n {
                     self.steps = Steps::starting_at(n);
@@ -250,7 +276,7 @@ impl Active {
     }
 
     fn check_lost(&mut self) {
-        let Some(why) = self.online.as_ref().and_then(|o| o.lost()) else {
+        let Some(why) = self.online.as_ref().and_then(OnlineHandle::lost) else {
             return;
         };
         if !self.lost_warned {
@@ -299,7 +325,6 @@ impl Active {
             if summary_changed {
                 o.set_summary(self.run.summary_json());
             }
-            o.pump();
         }
         self.check_lost();
         Ok(())
@@ -335,8 +360,9 @@ impl Backend for WandbBackend {
         };
         let changed: Map<String, Json> = update
             .iter()
+            .map(|(k, v)| (k, scrubbed(v)))
             .filter(|(k, v)| a.config.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v))
             .collect();
         if changed.is_empty() {
             return Ok(());
@@ -434,6 +460,7 @@ impl Backend for WandbBackend {
             url: online.and_then(|o| o.url()),
             path: Some(a.run.dir().to_path_buf()),
             command: needs_sync.then(|| a.sync_command()),
+            ..RunInfo::default()
         })
     }
 }

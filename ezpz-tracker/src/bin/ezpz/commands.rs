@@ -313,10 +313,11 @@ pub fn report(
     Ok(0)
 }
 
-pub fn sync(run: &Path, tracking_uri: Option<String>, timeout: f64) -> Outcome {
+pub fn sync(run: &Path, tracking_uri: Option<String>, timeout: f64, force: bool) -> Outcome {
     let options = SyncOptions {
         tracking_uri,
         timeout: Duration::from_secs_f64(timeout.min(1e9)),
+        force,
     };
     let reports = sync_spools(run, &options).map_err(|e| format!("sync: {e}"))?;
     if reports.is_empty() {

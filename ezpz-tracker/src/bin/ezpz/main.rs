@@ -114,6 +114,9 @@ enum Command {
         /// How long to retry a server that does not answer, in seconds
         #[arg(long, default_value_t = 60.0, value_parser = seconds)]
         timeout: f64,
+        /// Replay a spool whose writer runs on another host (once that job has ended)
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -153,7 +156,8 @@ fn main() -> ExitCode {
             run,
             tracking_uri,
             timeout,
-        } => commands::sync(&run, tracking_uri, timeout),
+            force,
+        } => commands::sync(&run, tracking_uri, timeout, force),
     };
     match result {
         Ok(code) => ExitCode::from(code),

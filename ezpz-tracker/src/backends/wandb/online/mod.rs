@@ -1,4 +1,5 @@
-//! Online mode: the run streamed to a W&B server over HTTP, from the backend's worker thread.
+//! Online mode: the run streamed to a W&B server over HTTP, from its own thread
+//! (`thread.rs`: the backend's worker only hands lines over, after writing them to the log).
 //!
 //! `UpsertBucket` creates the run (and carries config updates), `CreateRunFiles` + `PUT`
 //! upload media and artifacts, and `file_stream` carries history lines at line offsets, the
@@ -10,6 +11,9 @@
 
 mod filestream;
 mod graphql;
+mod thread;
+
+pub use self::thread::OnlineHandle;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -95,7 +99,8 @@ impl OnlineRun {
             stream: Stream::default(),
             uploads: Vec::new(),
             last_stream: None,
-            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60))
+                .with_max_retry_after(Duration::from_secs(60)),
             lost: None,
             complete: false,
         }
@@ -184,6 +189,12 @@ impl OnlineRun {
     /// # Errors
     /// Why the run could not be completed (server lost, refused, or out of time).
     pub fn finish(&mut self, exit_code: i32, deadline: Instant) -> Result<(), String> {
+        // Nothing else waits now: try at once, then at short intervals, whatever a server's
+        // `Retry-After` asks for (the deadline is the cap).
+        if self.lost.is_none() {
+            self.backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(4))
+                .with_max_retry_after(Duration::from_secs(4));
+        }
         loop {
             if let Some(why) = &self.lost {
                 return Err(why.clone());
@@ -339,6 +350,7 @@ impl OnlineRun {
         if self.http.is_none() {
             let client = Client::builder()
                 .connect_timeout(Duration::from_secs(5))
+                .redirect(crate::retry::same_origin_redirects())
                 .user_agent(concat!("ezpz-tracker/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| Failure::Fatal(format!("cannot start the HTTP client: {e}")))?;
