@@ -1,7 +1,13 @@
 //! Every environment variable the tracker reads, and what it detects from them.
 //!
-//! Code always overrides the environment: a value given to
-//! [`TrackerBuilder`](crate::TrackerBuilder) wins over the variable.
+//! A value given to [`TrackerBuilder`](crate::TrackerBuilder) wins over the tracker's own
+//! variables (`EZPZ_*`, the backend list, the finish timeout). A backend's own variables
+//! (`MLFLOW_EXPERIMENT_NAME`, `WANDB_PROJECT`, `WANDB_NAME`, …) win over the tracker's project
+//! and run name, and lose only to that backend's own options ([`MlflowOptions`],
+//! [`WandbOptions`]), as with the MLflow and W&B clients.
+//!
+//! [`MlflowOptions`]: crate::MlflowOptions
+//! [`WandbOptions`]: crate::WandbOptions
 
 use std::path::Path;
 use std::time::Duration;

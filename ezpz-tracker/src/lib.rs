@@ -212,6 +212,7 @@ pub mod report;
 mod retry;
 mod setup;
 pub mod spool;
+mod spool_replay;
 mod summary;
 pub mod sync;
 mod tracker;

@@ -41,7 +41,10 @@ enum Strictness {
     Strict,
 }
 
-/// Builds a [`Tracker`]. Code overrides the environment; unset knobs fall back to it.
+/// Builds a [`Tracker`]. What is set here wins over the tracker's environment variables;
+/// unset knobs fall back to them (a backend's own variables, such as
+/// `MLFLOW_EXPERIMENT_NAME` or `WANDB_NAME`, still win over the project and run name given
+/// here: see [`env`](crate::env)).
 ///
 /// ```no_run
 /// # fn example() -> Result<(), Box<dyn std::error::Error>> {

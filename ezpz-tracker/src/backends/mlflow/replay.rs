@@ -12,7 +12,7 @@ use super::sender::{hurried_backoff, lock, Delivery, Refused, Step, OP_END};
 use crate::backend::RunStatus;
 use crate::env::{self, var};
 use crate::spool::Spool;
-use crate::sync::{SyncOptions, SyncReport};
+use crate::spool_replay::{SyncOptions, SyncReport};
 use crate::{Error, Result};
 
 /// Replays the spool in `dir`. A spool without a final status belongs to a process that was
