@@ -416,7 +416,7 @@ impl Worker {
         let result = match catch_unwind(AssertUnwindSafe(|| f(backend))) {
             Ok(r) => r,
             Err(panic) => {
-                let what = format!("panicked in {op}: {}", panic_text(&*panic));
+                let what = format!("panicked in {op}: {}", crate::error::panic_message(&*panic));
                 self.stats.panics.fetch_add(1, Ordering::Relaxed);
                 let err = Error::backend(self.backend.name(), format!("{what}; backend disabled"));
                 self.dead = Some(what);
@@ -440,13 +440,4 @@ impl Worker {
         }
         result
     }
-}
-
-/// A panic's message, when it has one.
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -15,7 +15,9 @@ use super::keys::{local_renames, KeyMapper};
 use super::options::MlflowOptions;
 use super::params::{system_params, GitInfo, ParamLog};
 use super::run::{end_body, new_run_uid, RunMeta};
-use super::sender::{lock, run_thread, Control, Delivery, Refused, OP_ARTIFACT, OP_END, SENDERS};
+use super::sender::{
+    lock, run_thread, spawn_watched, Control, Delivery, Refused, OP_ARTIFACT, OP_END, SENDERS,
+};
 use crate::backend::{
     Artifacts, Backend, BackendContext, ImageRecord, Record, RunInfo, RunStatus, Table,
 };
@@ -164,9 +166,8 @@ impl MlflowBackend {
             backend.initial_config = Some(config.clone());
         }
         let delivery = Delivery::new(client, meta, spool, backend.refused.clone(), true);
-        let thread = std::thread::Builder::new()
-            .name("ezpz-mlflow-tx".into())
-            .spawn(move || run_thread(delivery, control))
+        let watched = control.clone();
+        let thread = spawn_watched(watched, move || run_thread(delivery, control))
             .map_err(|e| Error::backend("mlflow", format!("cannot start delivery thread: {e}")))?;
         backend.sender = Some(thread);
         Ok(backend)
@@ -451,6 +452,16 @@ impl Backend for MlflowBackend {
         self.undelivered = Some(left);
         let command = self.meta.sync_command();
         let dir = self.spool_dir();
+        if let Some(what) = self.control.panicked() {
+            return Err(Error::backend(
+                "mlflow",
+                format!(
+                    "the delivery thread panicked ({what}); {left} request(s) kept in `{}`; \
+                     replay with `{command}`",
+                    dir.display()
+                ),
+            ));
+        }
         eprintln!(
             "ezpz: mlflow: {left} request(s) not delivered to {} within {:.1} s; they are kept \
              in {}. Replay them into the same run with:\n    {command}",

@@ -724,9 +724,22 @@ struct Flags {
     urgent: bool,
     /// Stop after the current request.
     stop: bool,
+    /// The delivery thread died of a panic (what it said).
+    panicked: Option<String>,
 }
 
 impl Control {
+    /// The delivery thread died of a panic: wakes whoever waits for it.
+    pub fn set_panicked(&self, what: String) {
+        lock(&self.flags).panicked = Some(what);
+        self.cv.notify_all();
+    }
+
+    /// What the delivery thread said when it panicked, if it did.
+    pub fn panicked(&self) -> Option<String> {
+        lock(&self.flags).panicked.clone()
+    }
+
     /// New entries are in the spool.
     pub fn notify_data(&self) {
         lock(&self.flags).data = true;
@@ -752,6 +765,9 @@ impl Control {
             if done() {
                 return true;
             }
+            if flags.panicked.is_some() {
+                return false; // nobody delivers any more
+            }
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -764,6 +780,27 @@ impl Control {
                 .unwrap_or_else(|e| e.into_inner().0);
         }
     }
+}
+
+/// Starts `deliver` on the `ezpz-mlflow-tx` thread. A panic there is caught, warned once and
+/// kept in `control`: waiting for delivery stops at once, and `finish` reports it (what was
+/// not sent stays in the spool for `ezpz sync`).
+pub(crate) fn spawn_watched(
+    control: Arc<Control>,
+    deliver: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ezpz-mlflow-tx".into())
+        .spawn(move || {
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(deliver)) {
+                let what = crate::error::panic_message(&*panic);
+                crate::warn!(
+                    "ezpz: mlflow: the delivery thread panicked ({what}); nothing is lost: what \
+                     it had not sent stays in the spool for `ezpz sync`"
+                );
+                control.set_panicked(what);
+            }
+        })
 }
 
 /// The delivery thread: steps until stopped, sleeping while idle or backing off.
@@ -832,5 +869,21 @@ pub(crate) fn run_thread(mut delivery: Delivery, control: Arc<Control>) {
                 flags.data = false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_on_the_delivery_thread_is_caught_and_stops_the_wait() {
+        let control = Arc::new(Control::default());
+        let thread = spawn_watched(control.clone(), || panic!("injected")).unwrap();
+        // Far deadline: the wait ends because the thread died, not by the clock.
+        let delivered = control.wait_until(Instant::now() + Duration::from_secs(3600), || false);
+        assert!(!delivered);
+        assert_eq!(control.panicked().as_deref(), Some("injected"));
+        assert!(thread.join().is_ok(), "the panic did not escape the thread");
     }
 }
