@@ -242,7 +242,7 @@ fn staged_metrics_are_committed_as_one_row() {
     tracker.finish().unwrap(); // finish commits a staged row
     let s = memory.snapshot();
     assert_eq!(s.records.len(), 2);
-    let keys: Vec<&str> = s.records[0].metrics.iter().map(|(k, _)| &**k).collect();
+    let keys: Vec<&str> = s.records[0].keys().iter().map(|k| &**k).collect();
     assert_eq!(keys, ["loss", "acc", "lr"]);
     assert_eq!(s.records[1].step, 1);
 }
@@ -437,7 +437,7 @@ fn last_record_is_what_the_backends_received() {
     tracker.log_at(9, [("loss", 0.25), ("acc", 0.95)]);
     let last = tracker.last_record().unwrap();
     assert_eq!(last.step, 9);
-    assert_eq!(last.get("acc"), Some(&Value::F64(0.95)));
+    assert_eq!(last.get("acc"), Some(Value::F64(0.95)));
     tracker.finish().unwrap();
     assert_eq!(memory.snapshot().records[1], *last);
 }

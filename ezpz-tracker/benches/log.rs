@@ -4,7 +4,8 @@
 //! `RESULT log_10_scalars_median_ns <v>` (target ≤ 1000 on a 2-core machine), with the cost of
 //! building the same 10 pairs alone as the anchor, and `RESULT log_100_scalars_csv_median_ns`:
 //! one call with 100 `(&str, f64)` pairs, CSV only (the MLflow workload's width; target
-//! ≤ 1000 there). Then the latency of each call with a backend that is stuck forever
+//! ≤ 1000 there). Each also as `*_cpu_ns`: the calling thread's CPU time per call, which a
+//! loaded machine does not inflate. Then the latency of each call with a backend that is stuck forever
 //! attached beside CSV, and without it: `RESULT log_latency_{csv,csv_stuck}_{p50,p99,max}_ns`
 //! (the promise: no call waits for a stuck backend; the bound is 10 ms).
 
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use ezpz_tracker::{IntoMetrics, MemoryBackend, Tracker, TrackerBuilder};
+
+mod common;
+use common::thread_cpu_seconds;
 
 #[path = "../tests/support/stuck.rs"]
 mod stuck;
@@ -63,19 +67,27 @@ fn tracker(dir: &std::path::Path) -> Tracker {
         .expect("tracker")
 }
 
-/// Median per-call nanoseconds over batches of `batch` calls.
-fn median_ns(mut f: impl FnMut(u64), batches: usize, batch: u64) -> f64 {
-    let mut per_call: Vec<f64> = (0..batches)
+/// Median per-call nanoseconds over batches of `batch` calls: wall time, and the calling
+/// thread's CPU time (its own cost, steady on a loaded machine).
+fn median_ns(mut f: impl FnMut(u64), batches: usize, batch: u64) -> (f64, f64) {
+    let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..batches)
         .map(|b| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), thread_cpu_seconds());
             for i in 0..batch {
                 f(b as u64 * batch + i);
             }
-            t.elapsed().as_nanos() as f64 / batch as f64
+            let n = batch as f64;
+            (
+                t.elapsed().as_nanos() as f64 / n,
+                (thread_cpu_seconds() - c) * 1e9 / n,
+            )
         })
-        .collect();
-    per_call.sort_by(f64::total_cmp);
-    per_call[per_call.len() / 2]
+        .unzip();
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut wall), median(&mut cpu))
 }
 
 fn main() {
@@ -98,9 +110,9 @@ fn main() {
     c.final_summary();
 
     let t = tracker(&dir.path().join("direct"));
-    let log_ns = median_ns(|i| t.log(black_box(row(i))), 400, 1000);
+    let (log_ns, log_cpu) = median_ns(|i| t.log(black_box(row(i))), 400, 1000);
     t.finish().expect("finish");
-    let build_ns = median_ns(
+    let (build_ns, build_cpu) = median_ns(
         |i| drop(black_box(black_box(row(i)).into_metrics())),
         400,
         1000,
@@ -122,7 +134,7 @@ fn main() {
     let rows: Vec<Vec<(&str, f64)>> = (0..1000).map(wide).collect();
     // 10 000 calls: fewer rows than the queue holds, so this is the caller's own cost, not
     // the CSV worker's pace (formatting 100 floats per row takes longer than logging them).
-    let log100_ns = median_ns(
+    let (log100_ns, log100_cpu) = median_ns(
         |i| t.log(black_box(&rows[(i % 1000) as usize][..])),
         10,
         1000,
@@ -146,7 +158,11 @@ fn main() {
         println!("RESULT log_latency_{label}_max_ns {max:.0}");
     }
     println!("RESULT log_10_scalars_median_ns {log_ns:.1}");
+    println!("RESULT log_10_scalars_cpu_ns {log_cpu:.1}");
     println!("RESULT log_100_scalars_csv_median_ns {log100_ns:.1}");
+    println!("RESULT log_100_scalars_csv_cpu_ns {log100_cpu:.1}");
     println!("RESULT build_10_pairs_median_ns {build_ns:.1}");
+    println!("RESULT build_10_pairs_cpu_ns {build_cpu:.1}");
     println!("RESULT log_over_build_ratio {:.2}", log_ns / build_ns);
+    println!("RESULT log_over_build_cpu_ratio {:.2}", log_cpu / build_cpu);
 }

@@ -3,31 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::value::{Metric, Value};
+pub use crate::record::Record;
+use crate::value::Value;
 use crate::{Error, RankInfo, Result};
-
-/// One committed row of metrics, shared by every backend (one allocation per `log`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    /// The step: explicit, else the `"step"` key, else one more than the previous record.
-    pub step: u64,
-    /// Seconds since the Unix epoch when the row was committed.
-    pub timestamp: f64,
-    /// The rank that logged it.
-    pub rank: usize,
-    /// The values, in the order the caller gave them (a `"step"` key is removed).
-    pub metrics: Vec<Metric>,
-}
-
-impl Record {
-    /// The value of `key`, if present.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.metrics
-            .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, v)| v)
-    }
-}
 
 /// Builds a backend for a run. Runs on the thread that builds the tracker, on rank 0 only;
 /// it should be quick (no network: connect lazily, on the worker).
@@ -251,8 +229,8 @@ pub struct BackendContext {
 ///
 /// Each backend runs on its own worker thread (`ezpz-<name>`): its methods are never called
 /// concurrently, may block (on disk or network), and their errors are reported once per cause
-/// without stopping the other backends or the caller. Only `log`, `log_config` and `finish` are
-/// required; the rest default to doing nothing, so a custom backend is a few lines:
+/// without stopping the other backends or the caller. Only `name`, `log`, `log_config` and
+/// `finish` are required; the rest default to doing nothing, so a custom backend is a few lines:
 ///
 /// ```
 /// use ezpz_tracker::{Backend, Record, RunStatus, Result};
@@ -261,7 +239,9 @@ pub struct BackendContext {
 /// impl Backend for Printer {
 ///     fn name(&self) -> &str { "printer" }
 ///     fn log(&mut self, r: &Record) -> Result<()> {
-///         println!("step {}: {:?}", r.step, r.metrics);
+///         for (key, value) in r.metrics() {
+///             println!("step {}: {key} = {value}", r.step);
+///         }
 ///         Ok(())
 ///     }
 ///     fn log_config(&mut self, _config: &serde_json::Value) -> Result<()> { Ok(()) }

@@ -202,10 +202,12 @@ pub mod config;
 mod dispatch;
 pub mod env;
 mod error;
+mod keys;
 #[cfg(any(feature = "mpi", test))]
 pub mod mpi;
 mod outdir;
 mod pending;
+mod record;
 mod registry;
 pub mod report;
 #[cfg(any(feature = "wandb", feature = "mlflow"))]
@@ -224,7 +226,7 @@ pub mod warn;
 pub use aggregate::{is_aggregate_key, Aggregator, Exchange, LocalAggregator, LocalGroup, Stats};
 pub use backend::{
     Artifacts, Backend, BackendContext, Constructor, EncodedImage, HistogramRecord, ImageRecord,
-    ImageSource, Record, RunInfo, RunStatus, Table,
+    ImageSource, RunInfo, RunStatus, Table,
 };
 pub use backends::csv::CsvBackend;
 pub use backends::jsonl::JsonlBackend;
@@ -238,6 +240,7 @@ pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
 pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
+pub use record::{Keys, Record};
 pub use registry::{register_backend, registered_backends, unregister_backend};
 pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
@@ -246,5 +249,5 @@ pub use setup::{
 pub use tracker::{
     BackendInfo, BackendSummary, FinishHook, Summary, Tracker, WeakTracker, MAX_STEP,
 };
-pub use value::{IntoMetrics, Metric, Value};
+pub use value::{send_metric, IntoMetrics, Metric, MetricSink, Value};
 pub use warn::warning;

@@ -14,7 +14,7 @@ use crate::backend::{
 use crate::dispatch::{deadline_after, now, Dispatch, Msg, OnRelease};
 use crate::pending::PendingRow;
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
-use crate::value::{IntoMetrics, Metric, Value};
+use crate::value::{IntoMetrics, Metric, MetricSink, Value};
 use crate::{Error, RankInfo, Result};
 
 /// Runs at finish on rank 0, before the backends end, with the tracker still open (it may log
@@ -110,6 +110,54 @@ struct State {
     finished: bool,
     /// Metrics were staged while nothing is delivered (the next commit counts a step).
     staged_undelivered: bool,
+}
+
+/// Takes a `log` call's pairs into the pending row (on the caller's thread, under the lock).
+struct RowSink<'a> {
+    state: &'a mut State,
+    /// Whether rows go anywhere (else only the step count is kept).
+    deliver: bool,
+    /// A metric was left out because nothing is delivered.
+    undelivered: bool,
+}
+
+impl RowSink<'_> {
+    #[inline(always)]
+    fn take(&mut self, key: &str, value: Value) {
+        let state = &mut *self.state;
+        if key.is_empty() {
+            Tracker::warn_once(state, "empty-key", || {
+                "a metric with an empty name was ignored".into()
+            });
+            return;
+        }
+        if key == "step" {
+            match value.as_f64() {
+                // `as` saturates: 1e20 becomes u64::MAX, then clamped below.
+                Some(s) if s >= 0.0 && s.fract() == 0.0 && s.is_finite() => {
+                    state.pending_step = Some(s as u64)
+                }
+                _ => Tracker::warn_once(state, "bad-step", || {
+                    format!("`step` must be a non-negative integer, got `{value}`; ignored")
+                }),
+            }
+            return;
+        }
+        if !self.deliver {
+            self.undelivered = true;
+            return;
+        }
+        state.pending.set(key, value);
+    }
+}
+
+impl MetricSink for RowSink<'_> {
+    fn value(&mut self, key: &str, value: Value) {
+        self.take(key, value);
+    }
+    fn number(&mut self, key: &str, value: f64) {
+        self.take(key, Value::F64(value));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -250,7 +298,7 @@ impl Tracker {
     }
 
     /// The last committed row as the backends received it, aggregates included (rank 0),
-    /// e.g. for a console line: `report::format_compact(tracker.last_record()?.metrics.clone())`.
+    /// e.g. for a console line: `report::format_compact(&*tracker.last_record()?)`.
     pub fn last_record(&self) -> Option<Arc<Record>> {
         self.state().last.clone()
     }
@@ -320,38 +368,13 @@ impl Tracker {
         // Nothing is delivered anywhere (a disabled tracker, or a rank other than 0 without
         // cross-rank aggregation): only the step count is kept, nothing is allocated.
         let deliver = self.inner.dispatch.delivers();
-        let mut undelivered = false;
-        // Fast path: the same keys as the previous row, in the same order, reuse its key
-        // allocations and cannot contain duplicates (the previous row had none).
-        let mut positional = state.pending.is_empty();
-        let last = state.last.take();
-        metrics.for_each_metric(&mut |key, value| {
-            if key.is_empty() {
-                Self::warn_once(state, "empty-key", || {
-                    "a metric with an empty name was ignored".into()
-                });
-                return;
-            }
-            if key == "step" {
-                match value.as_f64() {
-                    // `as` saturates: 1e20 becomes u64::MAX, then clamped below.
-                    Some(s) if s >= 0.0 && s.fract() == 0.0 && s.is_finite() => {
-                        state.pending_step = Some(s as u64)
-                    }
-                    _ => Self::warn_once(state, "bad-step", || {
-                        format!("`step` must be a non-negative integer, got `{value}`; ignored")
-                    }),
-                }
-                return;
-            }
-            if !deliver {
-                undelivered = true;
-                return;
-            }
-            let hint = last.as_ref().map(|r| &r.metrics[..]);
-            positional = state.pending.set(key, value, positional, hint);
-        });
-        state.last = last;
+        let mut sink = RowSink {
+            state,
+            deliver,
+            undelivered: false,
+        };
+        metrics.for_each_metric(&mut sink);
+        let undelivered = sink.undelivered;
         if let Some(s) = step {
             state.pending_step = Some(s);
         }

@@ -173,8 +173,9 @@ pub type Metric = (Arc<str>, Value);
 /// Anything that can be logged as a set of metrics: arrays, vectors and slices of
 /// `(key, value)` pairs, `HashMap`s and `BTreeMap`s, and the [`metrics!`](crate::metrics) macro.
 ///
-/// Implementations hand each pair to a visitor so the tracker can reuse the previous row's
-/// key allocations (the common case: the same keys every step).
+/// Implementations hand each pair to a [`MetricSink`], so the tracker takes the values without
+/// collecting the pairs first: a row with the same keys as a recent one shares its key list
+/// (the common case: the same keys every step).
 ///
 /// ```
 /// use ezpz_tracker::IntoMetrics;
@@ -182,8 +183,8 @@ pub type Metric = (Arc<str>, Value);
 /// assert_eq!(m.len(), 2);
 /// ```
 pub trait IntoMetrics {
-    /// Calls `f` with every `(key, value)` pair, in the caller's order.
-    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value));
+    /// Hands every `(key, value)` pair to `sink`, in the caller's order.
+    fn for_each_metric(self, sink: &mut dyn MetricSink);
 
     /// Collects the pairs (allocating each key).
     fn into_metrics(self) -> Vec<Metric>
@@ -191,43 +192,70 @@ pub trait IntoMetrics {
         Self: Sized,
     {
         let mut out = Vec::new();
-        self.for_each_metric(&mut |k, v| out.push((Arc::from(k), v)));
+        self.for_each_metric(&mut |k: &str, v: Value| out.push((Arc::from(k), v)));
         out
     }
 }
 
+/// Receives the pairs of an [`IntoMetrics`]. Floats, the common case, have their own call so
+/// that they travel in a register rather than as a [`Value`] in memory. Any
+/// `FnMut(&str, Value)` is a sink.
+pub trait MetricSink {
+    /// One pair.
+    fn value(&mut self, key: &str, value: Value);
+    /// One float pair (the same as `value(key, Value::F64(value))`).
+    fn number(&mut self, key: &str, value: f64) {
+        self.value(key, Value::F64(value));
+    }
+}
+
+impl<F: FnMut(&str, Value)> MetricSink for F {
+    fn value(&mut self, key: &str, value: Value) {
+        self(key, value)
+    }
+}
+
+/// Hands one pair to `sink`, floats through [`MetricSink::number`].
+#[inline(always)]
+pub fn send_metric(sink: &mut dyn MetricSink, key: &str, value: impl Into<Value>) {
+    match value.into() {
+        Value::F64(v) => sink.number(key, v),
+        other => sink.value(key, other),
+    }
+}
+
 impl<K: AsRef<str>, V: Into<Value>, const N: usize> IntoMetrics for [(K, V); N] {
-    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+    fn for_each_metric(self, sink: &mut dyn MetricSink) {
         for (k, v) in self {
-            f(k.as_ref(), v.into());
+            send_metric(sink, k.as_ref(), v);
         }
     }
 }
 impl<K: AsRef<str>, V: Into<Value>> IntoMetrics for Vec<(K, V)> {
-    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+    fn for_each_metric(self, sink: &mut dyn MetricSink) {
         for (k, v) in self {
-            f(k.as_ref(), v.into());
+            send_metric(sink, k.as_ref(), v);
         }
     }
 }
 impl<K: AsRef<str>, V: Into<Value> + Clone> IntoMetrics for &[(K, V)] {
-    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+    fn for_each_metric(self, sink: &mut dyn MetricSink) {
         for (k, v) in self {
-            f(k.as_ref(), v.clone().into());
+            send_metric(sink, k.as_ref(), v.clone());
         }
     }
 }
 impl<K: AsRef<str>, V: Into<Value>, S> IntoMetrics for HashMap<K, V, S> {
-    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+    fn for_each_metric(self, sink: &mut dyn MetricSink) {
         for (k, v) in self {
-            f(k.as_ref(), v.into());
+            send_metric(sink, k.as_ref(), v);
         }
     }
 }
 impl<K: AsRef<str>, V: Into<Value>> IntoMetrics for BTreeMap<K, V> {
-    fn for_each_metric(self, f: &mut dyn FnMut(&str, Value)) {
+    fn for_each_metric(self, sink: &mut dyn MetricSink) {
         for (k, v) in self {
-            f(k.as_ref(), v.into());
+            send_metric(sink, k.as_ref(), v);
         }
     }
 }

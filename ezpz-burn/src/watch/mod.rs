@@ -390,7 +390,7 @@ mod tests {
             .observe(&model, &grads);
         tracker.finish().unwrap();
         let snap = memory.snapshot();
-        let keys: Vec<&str> = snap.records[0].metrics.iter().map(|(k, _)| &**k).collect();
+        let keys: Vec<&str> = snap.records[0].keys().iter().map(|k| &**k).collect();
         assert!(keys.iter().all(|k| k.starts_with("grads/")), "{keys:?}");
         assert!(keys.contains(&"grads/global_norm"), "{keys:?}");
     }

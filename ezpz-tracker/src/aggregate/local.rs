@@ -35,7 +35,7 @@ use super::{Aggregator, Exchange};
 ///     .collect();
 /// threads.into_iter().for_each(|t| t.join().unwrap());
 /// let row = &memory.snapshot().records[0];
-/// assert!(row.metrics.iter().any(|(k, v)| &**k == "loss/mean" && v.as_f64() == Some(1.5)));
+/// assert_eq!(row.get("loss/mean").and_then(|v| v.as_f64()), Some(1.5));
 /// ```
 #[derive(Debug)]
 pub struct LocalGroup;

@@ -14,7 +14,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use super::matcher::Matcher;
 use super::wire::{decode_rows, encode_row};
 use super::Aggregator;
-use crate::backend::Record;
+use crate::keys::KeyJoiner;
+use crate::record::Record;
 use crate::value::Metric;
 
 /// Time between two rounds.
@@ -112,6 +113,7 @@ impl Rounds {
                     queue: VecDeque::new(),
                     next_id: 0,
                     released: 0,
+                    joiner: KeyJoiner::default(),
                     drains: Vec::new(),
                     outbox: Vec::new(),
                     finishing: false,
@@ -266,6 +268,8 @@ struct Thread {
     next_id: u64,
     /// Items handed to the backends so far.
     released: u64,
+    /// Key lists of rows with their aggregates appended.
+    joiner: KeyJoiner,
     /// Drain requests: answered once `released` reaches the id.
     drains: Vec<(u64, Sender<()>)>,
     /// Other ranks: the rows for rank 0 in the next round.
@@ -431,7 +435,7 @@ impl Thread {
                     record, aggregates, ..
                 } => {
                     if let Some(mut record) = record {
-                        record.metrics.extend(aggregates.unwrap_or_default());
+                        record.extend(aggregates.unwrap_or_default(), &mut self.joiner);
                         (self.deliver)(Arc::new(record));
                     }
                     self.shared.passed.fetch_add(1, Ordering::Relaxed);

@@ -29,6 +29,7 @@ use crate::backends::appender::{write_atomic, Appender};
 use crate::backends::copy::copy_artifact;
 use crate::config::merge_json;
 use crate::outdir::open_metrics_file;
+use crate::record::Keys;
 use crate::user_paths::{file_stem, user_file};
 use crate::value::Value;
 use crate::{Error, Result};
@@ -45,7 +46,7 @@ pub struct CsvBackend {
     index: HashMap<Arc<str>, usize>,
     header_written: bool,
     /// Keys of the previous row and their column slots (reused while keys repeat).
-    last_keys: Vec<Arc<str>>,
+    last_keys: Option<Keys>,
     slots: Vec<usize>,
     /// Whether the previous row's keys are exactly the columns, in order.
     in_order: bool,
@@ -121,7 +122,7 @@ impl CsvBackend {
             columns: Vec::new(),
             index: HashMap::new(),
             header_written: false,
-            last_keys: Vec::new(),
+            last_keys: None,
             slots: Vec::new(),
             in_order: false,
             cells: Vec::new(),
@@ -176,12 +177,12 @@ impl CsvBackend {
             cell.resize(1, String::new());
             let out = self.file.buffer();
             out.extend_from_slice(itoa::Buffer::new().format(record.step).as_bytes());
-            for (_, v) in &record.metrics {
+            for (_, v) in record.metrics() {
                 out.push(b',');
                 match v {
                     // Float text never needs quoting: skip the intermediate string.
                     Value::F64(x) if x.is_finite() => {
-                        out.extend_from_slice(ryu::Buffer::new().format_finite(*x).as_bytes())
+                        out.extend_from_slice(ryu::Buffer::new().format_finite(x).as_bytes())
                     }
                     _ => {
                         cell[0].clear();
@@ -199,7 +200,7 @@ impl CsvBackend {
             c.clear();
         }
         self.cells[0].push_str(&record.step.to_string());
-        for (slot, (_, v)) in self.slots.iter().zip(&record.metrics) {
+        for (slot, (_, v)) in self.slots.iter().zip(record.metrics()) {
             v.write_text(&mut self.cells[slot + 1]);
         }
         write_csv_row(self.file.buffer(), &self.cells);
@@ -259,18 +260,14 @@ impl Backend for CsvBackend {
     }
 
     fn log(&mut self, record: &Record) -> Result<()> {
-        // Fast path: the same keys as the previous row, in the same order (the tracker reuses
-        // the key allocations, so pointer equality settles it without hashing).
-        let same = record.metrics.len() == self.last_keys.len()
-            && record
-                .metrics
-                .iter()
-                .zip(&self.last_keys)
-                .all(|((k, _), last)| Arc::ptr_eq(k, last) || k == last);
+        // Fast path: the same keys as the previous row, in the same order (rows logged with
+        // the same keys share one key list, so pointer equality settles it without hashing).
+        let keys = record.keys();
+        let same = self.last_keys.as_ref().is_some_and(|last| last == keys);
         if !same {
             self.slots.clear();
             let mut widened = false;
-            for (key, _) in &record.metrics {
+            for key in keys.iter() {
                 let i = match self.index.get(key) {
                     Some(i) => *i,
                     None => {
@@ -282,7 +279,7 @@ impl Backend for CsvBackend {
                 };
                 self.slots.push(i);
             }
-            self.last_keys = record.metrics.iter().map(|(k, _)| k.clone()).collect();
+            self.last_keys = Some(keys.clone());
             self.in_order = self.slots.len() == self.columns.len()
                 && self.slots.iter().enumerate().all(|(i, s)| *s == i);
             if !self.header_written {
@@ -353,12 +350,7 @@ mod tests {
     use super::*;
 
     fn record(step: u64, m: &[(&str, Value)]) -> Record {
-        Record {
-            step,
-            timestamp: 0.0,
-            rank: 0,
-            metrics: m.iter().map(|(k, v)| (Arc::from(*k), v.clone())).collect(),
-        }
+        Record::new(step, 0.0, 0, m)
     }
 
     fn read(path: &Path) -> Vec<Vec<String>> {

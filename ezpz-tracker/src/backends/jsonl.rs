@@ -67,7 +67,7 @@ pub fn write_record_line(out: &mut Vec<u8>, record: &Record) {
         ",\"step\":{},\"rank\":{},\"metrics\":{{",
         record.step, record.rank
     );
-    for (i, (k, v)) in record.metrics.iter().enumerate() {
+    for (i, (k, v)) in record.metrics().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -109,15 +109,9 @@ impl Backend for JsonlBackend {
 mod tests {
     use super::*;
     use crate::Error;
-    use std::sync::Arc;
 
     fn record(step: u64) -> Record {
-        Record {
-            step,
-            timestamp: 0.0,
-            rank: 0,
-            metrics: vec![(Arc::from("loss"), Value::F64(0.5))],
-        }
+        Record::new(step, 0.0, 0, [("loss", 0.5)])
     }
 
     #[test]
@@ -151,17 +145,17 @@ mod tests {
 
     #[test]
     fn lines_parse_as_json_with_non_finite_as_strings() {
-        let r = Record {
-            step: 3,
-            timestamp: 1.5,
-            rank: 0,
-            metrics: vec![
-                (Arc::from("loss"), Value::F64(0.25)),
-                (Arc::from("bad"), Value::F64(f64::NAN)),
-                (Arc::from("name\"q"), Value::from("x")),
-                (Arc::from("n"), Value::I64(7)),
+        let r = Record::new(
+            3,
+            1.5,
+            0,
+            [
+                ("loss", Value::F64(0.25)),
+                ("bad", Value::F64(f64::NAN)),
+                ("name\"q", Value::from("x")),
+                ("n", Value::I64(7)),
             ],
-        };
+        );
         let mut out = Vec::new();
         write_record_line(&mut out, &r);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -200,23 +200,16 @@ impl Dispatch {
         }
         let mut staging = lock(&self.staging);
         let mut record = staging.row();
-        let row = match Arc::get_mut(&mut record) {
-            Some(row) => row,
-            None => {
-                record = Arc::new(Record {
-                    step,
-                    timestamp,
-                    rank,
-                    metrics: Vec::new(),
-                });
-                Arc::get_mut(&mut record).expect("a fresh Arc is unique")
-            }
-        };
+        if Arc::get_mut(&mut record).is_none() {
+            record = Arc::new(Record::default());
+        }
+        let row = Arc::get_mut(&mut record).expect("a fresh or returned row is unique");
         row.step = step;
         row.timestamp = timestamp;
         row.rank = rank;
-        // The recycled row's entries become the next row's (see `pending`).
-        pending.swap_into(&mut row.metrics);
+        // The recycled row's value buffer becomes the next row's (see `pending`).
+        let (keys, values) = row.parts_mut();
+        pending.swap_into(keys, values);
         let pressed = staging.push(record.clone(), &self.workers);
         Committed {
             record: Some(record),
@@ -234,18 +227,11 @@ impl Dispatch {
         rank: usize,
         pending: &mut PendingRow,
     ) -> Committed {
-        let metrics = pending.take();
-        let numeric: Vec<(Arc<str>, f64)> = metrics
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-            .collect();
+        let (keys, values) = pending.take();
+        let record = Record::from_parts(step, timestamp, rank, keys, values);
+        let numeric: Vec<(Arc<str>, f64)> = record.numbers().map(|(k, v)| (k.clone(), v)).collect();
         let pairs = aggregatable(numeric);
-        let record = self.has_backends().then_some(Record {
-            step,
-            timestamp,
-            rank,
-            metrics,
-        });
+        let record = self.has_backends().then_some(record);
         let mut committed = Committed {
             record: None,
             pressed: false,

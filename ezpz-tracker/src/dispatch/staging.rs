@@ -68,15 +68,10 @@ impl Staging {
     pub(crate) fn row(&mut self) -> Arc<Record> {
         self.take_back();
         if let Some(row) = self.spare_rows.pop() {
-            self.spare_entries -= row.metrics.len();
+            self.spare_entries -= row.len();
             return row;
         }
-        Arc::new(Record {
-            step: 0,
-            timestamp: 0.0,
-            rank: 0,
-            metrics: Vec::new(),
-        })
+        Arc::new(Record::default())
     }
 
     /// Queues a committed row, handing the queue over when due. True when a backend is
@@ -135,7 +130,7 @@ impl Staging {
     }
 
     fn keep_row(&mut self, mut row: Arc<Record>) {
-        let entries = row.metrics.len();
+        let entries = row.len();
         if self.spare_rows.len() < MAX_SPARE_ROWS
             && self.spare_entries + entries <= MAX_SPARE_ENTRIES
             && Arc::get_mut(&mut row).is_some()

@@ -235,7 +235,7 @@ impl MlflowBackend {
     /// Counts the metrics of a row whose step MLflow cannot store, warning once.
     fn refuse_step(&mut self, record: &Record) {
         let mut refused = lock(&self.refused);
-        for (key, value) in &record.metrics {
+        for (key, value) in record.metrics() {
             if value.as_f64().is_some() {
                 *refused.entry(key.to_string()).or_default() += 1;
             }
@@ -350,9 +350,9 @@ impl Backend for MlflowBackend {
             self.refuse_step(record);
             return Ok(());
         }
-        let renames = local_renames(record.metrics.iter().map(|(k, _)| &**k));
+        let renames = local_renames(record.keys().iter().map(|k| &**k));
         let mut sealed = Vec::new();
-        for (key, value) in &record.metrics {
+        for (key, value) in record.metrics() {
             let Some(v) = value.as_f64() else {
                 if self.non_numeric.insert(key.clone()) {
                     crate::warn!(

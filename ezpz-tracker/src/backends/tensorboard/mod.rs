@@ -150,8 +150,8 @@ impl Backend for TensorBoardBackend {
         self.last_step = record.step;
         let mut values = std::mem::take(&mut self.scratch);
         let mut n = 0;
-        for (key, value) in &record.metrics {
-            let Some(v) = scalar(value) else {
+        for (key, value) in record.metrics() {
+            let Some(v) = scalar(&value) else {
                 self.tags.skipped(key);
                 continue;
             };

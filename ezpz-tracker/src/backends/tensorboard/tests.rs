@@ -10,12 +10,7 @@ use super::*;
 use crate::backend::ImageSource;
 
 fn record(step: u64, m: Vec<(&str, Value)>) -> Record {
-    Record {
-        step,
-        timestamp: 100.0 + step as f64,
-        rank: 0,
-        metrics: m.into_iter().map(|(k, v)| (Arc::from(k), v)).collect(),
-    }
+    Record::new(step, 100.0 + step as f64, 0, m)
 }
 
 fn events(path: &Path) -> Vec<Event> {

@@ -347,8 +347,8 @@ impl Backend for WandbBackend {
         let Some(a) = self.live() else { return Ok(()) };
         a.connect_early();
         let mut row = Row::default();
-        for (k, v) in &record.metrics {
-            row.set(k, value_json(v));
+        for (k, v) in record.metrics() {
+            row.set(k, value_json(&v));
         }
         a.write_row(record.step, record.timestamp, row)
     }
