@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::run_settings::RunSettings;
 use crate::value::{Metric, Value};
 use crate::{Error, RankInfo, Result};
 
@@ -229,8 +230,10 @@ pub struct BackendContext {
     pub outdir: PathBuf,
     /// This process's rank and topology.
     pub rank: RankInfo,
-    /// A human-readable run name (`<project>-<timestamp>` unless set).
-    pub run_name: String,
+    /// Run name, tags, notes, group, job type, entity and experiment, for the backends that
+    /// have these concepts (see [`RunSettings`]: a backend's own options and variables
+    /// win over them).
+    pub settings: RunSettings,
     /// Seconds since the Unix epoch when the tracker was built.
     pub start_time: f64,
     /// The configuration given at setup, if any.

@@ -210,6 +210,7 @@ mod registry;
 pub mod report;
 #[cfg(any(feature = "wandb", feature = "mlflow"))]
 mod retry;
+pub mod run_settings;
 mod setup;
 pub mod spool;
 mod spool_replay;
@@ -238,6 +239,7 @@ pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
 pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
+pub use run_settings::RunSettings;
 pub use registry::{register_backend, registered_backends, unregister_backend};
 pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
