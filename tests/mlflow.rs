@@ -422,12 +422,73 @@ fn environment_only_setup_in_a_separate_process() {
             ("MLFLOW_TRACKING_URI", &uri),
             ("WB_PROJECT", "ezpz.env.project"),
             ("MLFLOW_EXPERIMENT_NAME", "explicit.experiment"),
+            ("EZPZ_RUN_NAME", "env-run"),
+            ("EZPZ_TAGS", "nightly, cpu"),
+            ("EZPZ_NOTES", "from the environment"),
+            ("EZPZ_RUN_GROUP", "env-group"),
+            ("EZPZ_JOB_TYPE", "eval"),
         ],
     );
     child.cmd("log 0 3");
     assert!(child.finish().0);
     let run_id = rest.only_run("explicit-experiment");
     assert_eq!(rest.history(&run_id, "m0").len(), 3);
+    // The tracker's variables name and label the run.
+    let tags = rest.kv(&run_id, "tags");
+    for (key, value) in [
+        ("mlflow.runName", "env-run"),
+        ("nightly", ""),
+        ("cpu", ""),
+        ("mlflow.note.content", "from the environment"),
+        ("group", "env-group"),
+        ("job_type", "eval"),
+    ] {
+        assert_eq!(tags.get(key).map(String::as_str), Some(value), "{key}: {tags:?}");
+    }
+}
+
+/// The tracker's run settings on the MLflow run, read back from the server: the run name,
+/// the experiment (over the project), each tag (its name made acceptable, an empty value),
+/// the notes as the run's description, the group and job type as tags.
+#[test]
+fn run_settings_name_the_run_its_experiment_and_tags() {
+    let Some(server) = server() else { return };
+    let rest = Rest::new(&server.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let options = MlflowOptions::new().tracking_uri(server.uri());
+    register_backend("mlflow-settings", move |ctx| {
+        Ok(Box::new(MlflowBackend::new(ctx, options.clone())?))
+    });
+    let t = TrackerBuilder::new()
+        .project("ezpz.tests.settings-project")
+        .experiment("ezpz.tests.settings")
+        .run_name("settings-run")
+        .tags(["baseline", "ablation 2", "a+b"])
+        .notes("first try: lr 1e-3")
+        .group("sweep-7")
+        .job_type("train")
+        .backends("mlflow-settings")
+        .outdir(dir.path().join("run"))
+        .finish_timeout(Duration::from_secs(120))
+        .build()
+        .expect("tracker");
+    t.log([("loss", 1.0)]);
+    t.finish().expect("finish");
+    assert!(rest.runs("ezpz-tests-settings-project").is_empty());
+    let run_id = rest.only_run("ezpz-tests-settings");
+    assert_eq!(rest.run(&run_id)["info"]["run_name"], "settings-run");
+    let tags = rest.kv(&run_id, "tags");
+    for (key, value) in [
+        ("mlflow.runName", "settings-run"),
+        ("mlflow.note.content", "first try: lr 1e-3"),
+        ("group", "sweep-7"),
+        ("job_type", "train"),
+        ("baseline", ""),
+        ("ablation 2", ""),
+        ("a_b", ""),
+    ] {
+        assert_eq!(tags.get(key).map(String::as_str), Some(value), "{key}: {tags:?}");
+    }
 }
 
 /// The definition of done: the quickstart with `--backends csv,mlflow` and
