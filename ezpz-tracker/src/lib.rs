@@ -28,6 +28,11 @@
 //!
 //! The original's one-call form is [`setup_tracker`]; it never fails (problems are warnings).
 //!
+//! The run's name, tags, notes, group, job type, W&B entity and MLflow experiment are set
+//! once — `TrackerBuilder::run_name`, `tags`, `notes`, `group`, `job_type`, `entity`,
+//! `experiment`, else the `EZPZ_*` variables — and reach every backend that has the concept
+//! ([`RunSettings`], [`run_settings`]).
+//!
 //! ## Backends
 //!
 //! | name | writes | notes |
@@ -185,6 +190,8 @@
 //! Every variable is a documented constant in [`env`](mod@env): `EZPZ_TRACKER_BACKENDS`,
 //! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT` (seconds; capped at 24 h, a negative or unparsable
 //! value is ignored with a warning), `EZPZ_RESUME`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
+//! the run settings' `EZPZ_RUN_NAME`, `EZPZ_TAGS`, `EZPZ_NOTES`, `EZPZ_RUN_GROUP`,
+//! `EZPZ_JOB_TYPE` (in [`run_settings`]),
 //! the rank variables of MPI launchers and schedulers, `EZPZ_MPI_THREADING`, and each
 //! backend's own (W&B:
 //! `WANDB_MODE`, `WANDB_DISABLED`, `WANDB_API_KEY`, `WANDB_BASE_URL`, `WANDB_ENTITY`,

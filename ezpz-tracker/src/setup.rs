@@ -505,7 +505,9 @@ pub fn default_backend_names() -> Vec<String> {
 /// warning, unless `EZPZ_RESUME=1` asks to append to it.
 ///
 /// `backends`: comma-separated names or `None` for the environment/defaults; `rank`: `None`
-/// detects it from the launcher's environment.
+/// detects it from the launcher's environment. The run's name and labels come from the
+/// environment (`EZPZ_RUN_NAME`, `EZPZ_TAGS`, …: see [`RunSettings`](crate::RunSettings));
+/// from code, `TrackerBuilder::…build_lossy()` is the same call with every knob.
 pub fn setup_tracker(
     project_name: Option<&str>,
     backends: Option<&str>,
