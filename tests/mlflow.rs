@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
 
+use common::fault_proxy::{FaultProxy, Mode};
 use common::mlflow_rest::{assert_exactly_once, Rest};
 use common::mlflow_server::MlflowServer;
 use common::tracker_child::{child_value, TrackerChild};
@@ -489,6 +490,46 @@ fn run_settings_name_the_run_its_experiment_and_tags() {
     ] {
         assert_eq!(tags.get(key).map(String::as_str), Some(value), "{key}: {tags:?}");
     }
+}
+
+/// `ezpz sync` says what the server refused for good while replaying (a key its proxy
+/// refuses), per key, and delivers the rest.
+#[test]
+fn ezpz_sync_reports_what_the_server_refused() {
+    let Some(server) = server() else { return };
+    let rest = Rest::new(&server.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let proxy = FaultProxy::start(server.port, Mode::FailAll);
+    let options = MlflowOptions::new()
+        .tracking_uri(proxy.uri())
+        .experiment_name("syncrefused");
+    register_backend("mlflow-syncrefused", move |ctx| {
+        Ok(Box::new(MlflowBackend::new(ctx, options.clone())?))
+    });
+    let t = TrackerBuilder::new()
+        .backends("mlflow-syncrefused")
+        .outdir(&out)
+        .finish_timeout(Duration::from_secs(3))
+        .build()
+        .expect("tracker");
+    for s in 0..20u64 {
+        t.log_at(s, [("k0", s as f64), ("k_bad", 1.0)]);
+    }
+    t.finish().expect_err("nothing reaches the server: the spool is left");
+    assert!(out.join("spool/mlflow/entries.log").is_file());
+    proxy.set_mode(Mode::Pass);
+    proxy.refuse_key("k_bad");
+    let (ok, said) = common::ezpz_sync(&out, &[]);
+    assert!(ok, "ezpz sync failed: {said}");
+    assert!(
+        said.contains("mlflow: the server refused 20 entries for good")
+            && said.contains("k_bad (20)"),
+        "{said}"
+    );
+    let run_id = rest.only_run("syncrefused");
+    assert_eq!(rest.history(&run_id, "k0").len(), 20);
+    assert!(rest.history(&run_id, "k_bad").is_empty());
 }
 
 /// The definition of done: the quickstart with `--backends csv,mlflow` and
