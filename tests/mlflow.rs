@@ -444,7 +444,11 @@ fn environment_only_setup_in_a_separate_process() {
         ("group", "env-group"),
         ("job_type", "eval"),
     ] {
-        assert_eq!(tags.get(key).map(String::as_str), Some(value), "{key}: {tags:?}");
+        assert_eq!(
+            tags.get(key).map(String::as_str),
+            Some(value),
+            "{key}: {tags:?}"
+        );
     }
 }
 
@@ -488,7 +492,11 @@ fn run_settings_name_the_run_its_experiment_and_tags() {
         ("ablation 2", ""),
         ("a_b", ""),
     ] {
-        assert_eq!(tags.get(key).map(String::as_str), Some(value), "{key}: {tags:?}");
+        assert_eq!(
+            tags.get(key).map(String::as_str),
+            Some(value),
+            "{key}: {tags:?}"
+        );
     }
 }
 
@@ -516,7 +524,8 @@ fn ezpz_sync_reports_what_the_server_refused() {
     for s in 0..20u64 {
         t.log_at(s, [("k0", s as f64), ("k_bad", 1.0)]);
     }
-    t.finish().expect_err("nothing reaches the server: the spool is left");
+    t.finish()
+        .expect_err("nothing reaches the server: the spool is left");
     assert!(out.join("spool/mlflow/entries.log").is_file());
     proxy.set_mode(Mode::Pass);
     proxy.refuse_key("k_bad");

@@ -231,7 +231,11 @@ fn run_settings_reach_wandb_and_the_run_record_in_the_right_order() {
     );
     let w = run(dir.path(), "wandb-env", "wandb-offline", builder);
     assert_eq!(leet_settings(&py, &w.wandb_dir), wandb_env);
-    assert_eq!(run_info_settings(&w.run_info), want, "the tracker's are kept");
+    assert_eq!(
+        run_info_settings(&w.run_info),
+        want,
+        "the tracker's are kept"
+    );
 
     // 6. W&B's options win over everything.
     register_backend("wandb-options", |ctx| {
@@ -248,7 +252,14 @@ fn run_settings_reach_wandb_and_the_run_record_in_the_right_order() {
     let w = run(dir.path(), "options", "wandb-options", builder);
     assert_eq!(
         leet_settings(&py, &w.wandb_dir),
-        settings("opt-name", &["o"], "opt notes", "opt-group", "opt-job", "opt-entity")
+        settings(
+            "opt-name",
+            &["o"],
+            "opt notes",
+            "opt-group",
+            "opt-job",
+            "opt-entity"
+        )
     );
     clear();
 }

@@ -246,8 +246,8 @@ pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
 pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
-pub use run_settings::RunSettings;
 pub use registry::{register_backend, registered_backends, unregister_backend};
+pub use run_settings::RunSettings;
 pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
     DEFAULT_ENQUEUE_TIMEOUT, DEFAULT_FINISH_TIMEOUT, DEFAULT_QUEUE_CAPACITY,

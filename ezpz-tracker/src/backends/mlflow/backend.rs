@@ -326,7 +326,12 @@ fn settings_tags(
     let mut tags: Vec<(String, String)> = settings
         .tags
         .iter()
-        .map(|t| (keys.map(&Arc::from(t.as_str()), "tag").to_string(), String::new()))
+        .map(|t| {
+            (
+                keys.map(&Arc::from(t.as_str()), "tag").to_string(),
+                String::new(),
+            )
+        })
         .collect();
     let labelled = [
         (NOTE_TAG, &settings.notes),

@@ -345,7 +345,11 @@ pub fn sync(run: &Path, tracking_uri: Option<String>, timeout: f64, force: bool)
         }
         if !r.refused.is_empty() {
             let total: u64 = r.refused.values().sum();
-            let keys: Vec<String> = r.refused.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+            let keys: Vec<String> = r
+                .refused
+                .iter()
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect();
             println!(
                 "ezpz sync: {}: the server refused {total} entr{} for good (not delivered, \
                  not kept): {}",
