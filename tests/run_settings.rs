@@ -9,6 +9,8 @@
 //! side is in `tests/mlflow.rs`, against the real server.)
 
 mod common;
+#[path = "../ezpz-tracker/tests/support/env_vars.rs"]
+mod env_vars;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,12 +38,6 @@ const VARS: &[&str] = &[
     "EZPZ_TRACKER_BACKENDS",
     "EZPZ_TRACKERS",
 ];
-
-fn clear() {
-    for v in VARS {
-        std::env::remove_var(v);
-    }
-}
 
 /// The settings as one JSON object, in the shape of each reader's answer below.
 fn settings(name: &str, tags: &[&str], notes: &str, group: &str, job: &str, entity: &str) -> Json {
@@ -118,7 +114,7 @@ fn run_settings_reach_wandb_and_the_run_record_in_the_right_order() {
     let Some(py) = common::oracle_python("wandb") else {
         return;
     };
-    clear();
+    env_vars::clear(VARS);
     let dir = tempfile::tempdir().unwrap();
     register_backend("wandb-offline", |ctx| {
         Ok(Box::new(WandbBackend::start(
@@ -261,5 +257,5 @@ fn run_settings_reach_wandb_and_the_run_record_in_the_right_order() {
             "opt-entity"
         )
     );
-    clear();
+    env_vars::clear(VARS);
 }
