@@ -4,11 +4,10 @@
 use ezpz_tracker::env::{default_project_name, RankInfo};
 use ezpz_tracker::{default_backend_names, resolve_backend_names};
 
-fn clear(vars: &[&str]) {
-    for v in vars {
-        std::env::remove_var(v);
-    }
-}
+#[path = "../ezpz-tracker/tests/support/env_vars.rs"]
+mod env_vars;
+
+use env_vars::clear;
 
 const ALL: &[&str] = &[
     "EZPZ_TRACKER_BACKENDS",

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
 
+use common::fault_proxy::{FaultProxy, Mode};
 use common::mlflow_rest::{assert_exactly_once, Rest};
 use common::mlflow_server::MlflowServer;
 use common::tracker_child::{child_value, TrackerChild};
@@ -422,12 +423,122 @@ fn environment_only_setup_in_a_separate_process() {
             ("MLFLOW_TRACKING_URI", &uri),
             ("WB_PROJECT", "ezpz.env.project"),
             ("MLFLOW_EXPERIMENT_NAME", "explicit.experiment"),
+            ("EZPZ_RUN_NAME", "env-run"),
+            ("EZPZ_TAGS", "nightly, cpu"),
+            ("EZPZ_NOTES", "from the environment"),
+            ("EZPZ_RUN_GROUP", "env-group"),
+            ("EZPZ_JOB_TYPE", "eval"),
         ],
     );
     child.cmd("log 0 3");
     assert!(child.finish().0);
     let run_id = rest.only_run("explicit-experiment");
     assert_eq!(rest.history(&run_id, "m0").len(), 3);
+    // The tracker's variables name and label the run.
+    let tags = rest.kv(&run_id, "tags");
+    for (key, value) in [
+        ("mlflow.runName", "env-run"),
+        ("nightly", ""),
+        ("cpu", ""),
+        ("mlflow.note.content", "from the environment"),
+        ("group", "env-group"),
+        ("job_type", "eval"),
+    ] {
+        assert_eq!(
+            tags.get(key).map(String::as_str),
+            Some(value),
+            "{key}: {tags:?}"
+        );
+    }
+}
+
+/// The tracker's run settings on the MLflow run, read back from the server: the run name,
+/// the experiment (over the project), each tag (its name made acceptable, an empty value),
+/// the notes as the run's description, the group and job type as tags.
+#[test]
+fn run_settings_name_the_run_its_experiment_and_tags() {
+    let Some(server) = server() else { return };
+    let rest = Rest::new(&server.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let options = MlflowOptions::new().tracking_uri(server.uri());
+    register_backend("mlflow-settings", move |ctx| {
+        Ok(Box::new(MlflowBackend::new(ctx, options.clone())?))
+    });
+    let t = TrackerBuilder::new()
+        .project("ezpz.tests.settings-project")
+        .experiment("ezpz.tests.settings")
+        .run_name("settings-run")
+        .tags(["baseline", "ablation 2", "a+b"])
+        .notes("first try: lr 1e-3")
+        .group("sweep-7")
+        .job_type("train")
+        .backends("mlflow-settings")
+        .outdir(dir.path().join("run"))
+        .finish_timeout(Duration::from_secs(120))
+        .build()
+        .expect("tracker");
+    t.log([("loss", 1.0)]);
+    t.finish().expect("finish");
+    assert!(rest.runs("ezpz-tests-settings-project").is_empty());
+    let run_id = rest.only_run("ezpz-tests-settings");
+    assert_eq!(rest.run(&run_id)["info"]["run_name"], "settings-run");
+    let tags = rest.kv(&run_id, "tags");
+    for (key, value) in [
+        ("mlflow.runName", "settings-run"),
+        ("mlflow.note.content", "first try: lr 1e-3"),
+        ("group", "sweep-7"),
+        ("job_type", "train"),
+        ("baseline", ""),
+        ("ablation 2", ""),
+        ("a_b", ""),
+    ] {
+        assert_eq!(
+            tags.get(key).map(String::as_str),
+            Some(value),
+            "{key}: {tags:?}"
+        );
+    }
+}
+
+/// `ezpz sync` says what the server refused for good while replaying (a key its proxy
+/// refuses), per key, and delivers the rest.
+#[test]
+fn ezpz_sync_reports_what_the_server_refused() {
+    let Some(server) = server() else { return };
+    let rest = Rest::new(&server.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let proxy = FaultProxy::start(server.port, Mode::FailAll);
+    let options = MlflowOptions::new()
+        .tracking_uri(proxy.uri())
+        .experiment_name("syncrefused");
+    register_backend("mlflow-syncrefused", move |ctx| {
+        Ok(Box::new(MlflowBackend::new(ctx, options.clone())?))
+    });
+    let t = TrackerBuilder::new()
+        .backends("mlflow-syncrefused")
+        .outdir(&out)
+        .finish_timeout(Duration::from_secs(3))
+        .build()
+        .expect("tracker");
+    for s in 0..20u64 {
+        t.log_at(s, [("k0", s as f64), ("k_bad", 1.0)]);
+    }
+    t.finish()
+        .expect_err("nothing reaches the server: the spool is left");
+    assert!(out.join("spool/mlflow/entries.log").is_file());
+    proxy.set_mode(Mode::Pass);
+    proxy.refuse_key("k_bad");
+    let (ok, said) = common::ezpz_sync(&out, &[]);
+    assert!(ok, "ezpz sync failed: {said}");
+    assert!(
+        said.contains("mlflow: the server refused 20 entries for good")
+            && said.contains("k_bad (20)"),
+        "{said}"
+    );
+    let run_id = rest.only_run("syncrefused");
+    assert_eq!(rest.history(&run_id, "k0").len(), 20);
+    assert!(rest.history(&run_id, "k_bad").is_empty());
 }
 
 /// The definition of done: the quickstart with `--backends csv,mlflow` and

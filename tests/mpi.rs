@@ -220,6 +220,41 @@ fn mpi_initialised_by_the_program_is_accepted_np2() {
     }
 }
 
+/// With the launcher's rank variables gone (a launcher ezpz does not know), MPI's own rank
+/// and size are the fallback: the ranks report distinct ranks, and only rank 0 writes.
+/// Open MPI 4.1 cannot initialise without `PMIX_RANK` (its PMIx client reads it), so the
+/// probe removes that one itself, right after MPI is up.
+#[test]
+fn mpi_rank_is_the_fallback_when_the_launcher_set_none_np3() {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = Vec::new();
+    for var in [
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+    ] {
+        args.extend(["-u", var]);
+    }
+    args.extend([program, "fallback", out.to_str().unwrap()]);
+    let run = mpirun_env(3, "env", &args, &[]);
+    for r in 0..3 {
+        for line in [
+            format!("LEFT rank={r} vars=PMIX_RANK\n"),
+            format!("DETECTED rank={r} size=3 mpi={r}\n"),
+        ] {
+            assert!(run.stdout.contains(&line), "no `{line}` in\n{}", run.stdout);
+        }
+    }
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 1, "rank 0 alone writes: {rows:?}");
+    assert_eq!(num(&rows[0], "rank"), 0.0);
+}
+
 /// `FUNNELED` cannot work (the aggregation thread calls MPI): refused, naming the fix.
 #[test]
 fn mpi_funneled_is_refused_with_the_setting_that_fixes_it_np2() {

@@ -4,13 +4,15 @@
 //! report.md, and the ViT's final console block points at both.
 
 mod common;
+#[path = "../ezpz-tracker/tests/support/png.rs"]
+mod png;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::examples::{example_binary, output_within};
+use common::examples::{example_binary, output_within, VIT_TINY};
 
 /// Panel titles listed under the overview in `report.md`.
 fn overview_panels(report: &str) -> Vec<String> {
@@ -88,25 +90,10 @@ fn vit_debug_preset_report_pictures() {
     let work = tempfile::tempdir().unwrap();
     let outdir = work.path().join("run");
     let mut cmd = Command::new(example_binary("vit"));
-    cmd.args([
-        "--model",
-        "debug",
-        "--img-size",
-        "16",
-        "--max-iters",
-        "8",
-        "--epochs",
-        "2",
-        "--valid-size",
-        "16",
-        "--backends",
-        "csv,jsonl",
-        "--watch-freq",
-        "2",
-        "--outdir",
-    ])
-    .arg(&outdir)
-    .current_dir(work.path());
+    cmd.args(VIT_TINY)
+        .arg("--outdir")
+        .arg(&outdir)
+        .current_dir(work.path());
     let out = output_within(cmd, Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -196,10 +183,7 @@ fn quickstart_report_pictures() {
     // Every plotted metric links to a PNG that is drawn (not blank).
     let mut pngs = 0;
     for entry in std::fs::read_dir(outdir.join("plots")).unwrap() {
-        let path = entry.unwrap().path();
-        let img = image::open(&path).unwrap().to_luma8();
-        let dark = img.pixels().filter(|p| p.0[0] < 128).count();
-        assert!(dark > 500, "{} is (nearly) blank", path.display());
+        png::assert_drawn(&entry.unwrap().path());
         pngs += 1;
     }
     assert!(pngs >= 8, "{pngs} plots");

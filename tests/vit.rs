@@ -11,29 +11,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::examples::{example_binary, mpirun, mpirun_command, output_within};
+use common::examples::{example_binary, mpirun, mpirun_command, output_within, VIT_TINY};
 use common::skip;
 
 /// Generous: a debug build trains the tiny preset in seconds.
 const LIMIT: Duration = Duration::from_secs(300);
-
-/// Flags of a tiny run: the debug preset, two short epochs, CSV and JSONL only.
-const TINY: &[&str] = &[
-    "--model",
-    "debug",
-    "--img-size",
-    "16",
-    "--max-iters",
-    "6",
-    "--epochs",
-    "2",
-    "--valid-size",
-    "16",
-    "--backends",
-    "csv,jsonl",
-    "--watch-freq",
-    "2",
-];
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -95,7 +77,7 @@ fn mpirun_two_ranks_train_identical_replicas_and_write_once() {
     let work = tempfile::tempdir().unwrap();
     let mut cmd = mpirun_command(&mpirun, 2);
     cmd.arg(example_binary("vit"))
-        .args(TINY)
+        .args(VIT_TINY)
         .current_dir(work.path())
         .env_remove("EZPZ_TRACKER_BACKENDS")
         .env_remove("MLFLOW_TRACKING_URI")

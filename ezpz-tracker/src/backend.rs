@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::record::Record;
+use crate::run_settings::RunSettings;
 use crate::value::Value;
 use crate::{Error, RankInfo, Result};
 
@@ -207,8 +208,10 @@ pub struct BackendContext {
     pub outdir: PathBuf,
     /// This process's rank and topology.
     pub rank: RankInfo,
-    /// A human-readable run name (`<project>-<timestamp>` unless set).
-    pub run_name: String,
+    /// Run name, tags, notes, group, job type, entity and experiment, for the backends that
+    /// have these concepts (see [`RunSettings`]: a backend's own options and variables
+    /// win over them).
+    pub settings: RunSettings,
     /// Seconds since the Unix epoch when the tracker was built.
     pub start_time: f64,
     /// The configuration given at setup, if any.

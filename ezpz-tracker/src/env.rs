@@ -1,10 +1,13 @@
 //! Every environment variable the tracker reads, and what it detects from them.
 //!
 //! A value given to [`TrackerBuilder`](crate::TrackerBuilder) wins over the tracker's own
-//! variables (`EZPZ_*`, the backend list, the finish timeout). A backend's own variables
-//! (`MLFLOW_EXPERIMENT_NAME`, `WANDB_PROJECT`, `WANDB_NAME`, …) win over the tracker's project
-//! and run name, and lose only to that backend's own options ([`MlflowOptions`],
-//! [`WandbOptions`]), as with the MLflow and W&B clients.
+//! variables (`EZPZ_*`, the backend list, the finish timeout, the project variables
+//! `WB_PROJECT`, `WANDB_PROJECT`, `WB_PROJECT_NAME`). A backend's own variables
+//! (`MLFLOW_EXPERIMENT_NAME`, `WANDB_NAME`, `WANDB_TAGS`, `WANDB_ENTITY`, …) win over the
+//! tracker's project and [run settings](crate::run_settings) for that backend, and lose only
+//! to that backend's own options ([`MlflowOptions`], [`WandbOptions`]), as with the MLflow
+//! and W&B clients. The run settings' own variables (`EZPZ_RUN_NAME`, `EZPZ_TAGS`,
+//! `EZPZ_NOTES`, `EZPZ_RUN_GROUP`, `EZPZ_JOB_TYPE`) are in [`run_settings`](crate::run_settings).
 //!
 //! [`MlflowOptions`]: crate::MlflowOptions
 //! [`WandbOptions`]: crate::WandbOptions
@@ -33,7 +36,7 @@ pub const WANDB_PROJECT: &str = "WANDB_PROJECT";
 pub const WB_PROJECT_NAME: &str = "WB_PROJECT_NAME";
 /// MLflow server; when set, `mlflow` joins the default backends.
 pub const MLFLOW_TRACKING_URI: &str = "MLFLOW_TRACKING_URI";
-/// MLflow experiment name; wins over the project name.
+/// MLflow experiment name; wins over the tracker's experiment and project name.
 pub const MLFLOW_EXPERIMENT_NAME: &str = "MLFLOW_EXPERIMENT_NAME";
 /// MLflow experiment id to log into (skips the lookup by name).
 pub const MLFLOW_EXPERIMENT_ID: &str = "MLFLOW_EXPERIMENT_ID";
@@ -66,19 +69,19 @@ pub const WANDB_MODE: &str = "WANDB_MODE";
 pub const WANDB_DISABLED: &str = "WANDB_DISABLED";
 /// W&B server for online runs (default `https://api.wandb.ai`).
 pub const WANDB_BASE_URL: &str = "WANDB_BASE_URL";
-/// W&B team or user the run belongs to (default: the API key's own).
+/// W&B team or user the run belongs to (else the tracker's, else the API key's own).
 pub const WANDB_ENTITY: &str = "WANDB_ENTITY";
 /// W&B run id; an existing one resumes that run online (history continues after it).
 pub const WANDB_RUN_ID: &str = "WANDB_RUN_ID";
-/// W&B display name of the run (default: the tracker's run name).
+/// W&B display name of the run (else the tracker's run name).
 pub const WANDB_NAME: &str = "WANDB_NAME";
-/// W&B tags, comma-separated.
+/// W&B tags, comma-separated (else the tracker's).
 pub const WANDB_TAGS: &str = "WANDB_TAGS";
-/// W&B run notes.
+/// W&B run notes (else the tracker's).
 pub const WANDB_NOTES: &str = "WANDB_NOTES";
-/// W&B run group.
+/// W&B run group (else the tracker's).
 pub const WANDB_RUN_GROUP: &str = "WANDB_RUN_GROUP";
-/// W&B job type.
+/// W&B job type (else the tracker's).
 pub const WANDB_JOB_TYPE: &str = "WANDB_JOB_TYPE";
 /// The MPI thread level `Mpi::init` asks for (feature `mpi`): `multiple` (the default),
 /// `serialized` (to test, on any MPI, the serialised path Cray MPICH takes by default),

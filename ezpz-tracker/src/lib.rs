@@ -28,6 +28,11 @@
 //!
 //! The original's one-call form is [`setup_tracker`]; it never fails (problems are warnings).
 //!
+//! The run's name, tags, notes, group, job type, W&B entity and MLflow experiment are set
+//! once — `TrackerBuilder::run_name`, `tags`, `notes`, `group`, `job_type`, `entity`,
+//! `experiment`, else the `EZPZ_*` variables — and reach every backend that has the concept
+//! ([`RunSettings`], [`run_settings`]).
+//!
 //! ## Backends
 //!
 //! | name | writes | notes |
@@ -185,6 +190,8 @@
 //! Every variable is a documented constant in [`env`](mod@env): `EZPZ_TRACKER_BACKENDS`,
 //! `EZPZ_TRACKERS`, `EZPZ_FINISH_TIMEOUT` (seconds; capped at 24 h, a negative or unparsable
 //! value is ignored with a warning), `EZPZ_RESUME`, `WB_PROJECT`/`WANDB_PROJECT`/`WB_PROJECT_NAME`,
+//! the run settings' `EZPZ_RUN_NAME`, `EZPZ_TAGS`, `EZPZ_NOTES`, `EZPZ_RUN_GROUP`,
+//! `EZPZ_JOB_TYPE` (in [`run_settings`]),
 //! the rank variables of MPI launchers and schedulers, `EZPZ_MPI_THREADING`, and each
 //! backend's own (W&B:
 //! `WANDB_MODE`, `WANDB_DISABLED`, `WANDB_API_KEY`, `WANDB_BASE_URL`, `WANDB_ENTITY`,
@@ -212,6 +219,7 @@ mod registry;
 pub mod report;
 #[cfg(any(feature = "wandb", feature = "mlflow"))]
 mod retry;
+pub mod run_settings;
 mod setup;
 pub mod spool;
 mod spool_replay;
@@ -242,6 +250,7 @@ pub use env::RankInfo;
 pub use error::{Error, Result};
 pub use record::{Keys, Record};
 pub use registry::{register_backend, registered_backends, unregister_backend};
+pub use run_settings::RunSettings;
 pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
     DEFAULT_ENQUEUE_TIMEOUT, DEFAULT_FINISH_TIMEOUT, DEFAULT_QUEUE_CAPACITY,

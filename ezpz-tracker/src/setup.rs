@@ -11,6 +11,7 @@ use crate::env::{self, var};
 use crate::outdir::{self, WhenTaken};
 use crate::registry::{constructor, registered_backends};
 use crate::report::{self, ReportOptions};
+use crate::run_settings::GivenSettings;
 use crate::tracker::{FinishHook, Tracker, TrackerParts};
 use crate::{Error, RankInfo, Result};
 
@@ -66,7 +67,7 @@ pub struct TrackerBuilder {
     outdir: Option<PathBuf>,
     resume: Option<bool>,
     rank: Option<RankInfo>,
-    run_name: Option<String>,
+    settings: GivenSettings,
     extra: Vec<Box<dyn Backend>>,
     aggregator: Option<Box<dyn Aggregator>>,
     queue_capacity: usize,
@@ -85,7 +86,7 @@ impl Default for TrackerBuilder {
             outdir: None,
             resume: None,
             rank: None,
-            run_name: None,
+            settings: GivenSettings::default(),
             extra: Vec::new(),
             aggregator: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
@@ -162,9 +163,51 @@ impl TrackerBuilder {
         self
     }
 
-    /// The run's display name (default `<project>-<UTC timestamp>`).
+    /// The run's display name (else `EZPZ_RUN_NAME`, else `<project>-<UTC timestamp>`): the
+    /// W&B display name (`WANDB_NAME` wins there), the MLflow run name, the report's. See
+    /// [`RunSettings`](crate::RunSettings) for this and the other run settings.
     pub fn run_name(mut self, name: impl Into<String>) -> Self {
-        self.run_name = Some(name.into());
+        self.settings.run_name = Some(name.into());
+        self
+    }
+
+    /// The run's tags (else `EZPZ_TAGS`, comma-separated): W&B tags (`WANDB_TAGS` wins
+    /// there), one MLflow tag each.
+    pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
+        self.settings.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Notes on the run (else `EZPZ_NOTES`): W&B notes (`WANDB_NOTES` wins there), the
+    /// MLflow run's description (`mlflow.note.content`).
+    pub fn notes(mut self, notes: impl Into<String>) -> Self {
+        self.settings.notes = Some(notes.into());
+        self
+    }
+
+    /// The run's group (else `EZPZ_RUN_GROUP`): the W&B run group (`WANDB_RUN_GROUP` wins
+    /// there), the MLflow tag `group`.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.settings.group = Some(group.into());
+        self
+    }
+
+    /// The run's job type (else `EZPZ_JOB_TYPE`): the W&B job type (`WANDB_JOB_TYPE` wins
+    /// there), the MLflow tag `job_type`.
+    pub fn job_type(mut self, job_type: impl Into<String>) -> Self {
+        self.settings.job_type = Some(job_type.into());
+        self
+    }
+
+    /// The W&B team or user the run belongs to (`WANDB_ENTITY` wins; else the API key's).
+    pub fn entity(mut self, entity: impl Into<String>) -> Self {
+        self.settings.entity = Some(entity.into());
+        self
+    }
+
+    /// The MLflow experiment (`MLFLOW_EXPERIMENT_NAME` wins; else the project name).
+    pub fn experiment(mut self, name: impl Into<String>) -> Self {
+        self.settings.experiment = Some(name.into());
         self
     }
 
@@ -270,10 +313,10 @@ impl TrackerBuilder {
             .clone()
             .unwrap_or_else(env::default_project_name);
         let stamp = chrono::Utc::now();
-        let run_name = self
-            .run_name
+        let settings = self
+            .settings
             .clone()
-            .unwrap_or_else(|| format!("{}-{}", project, stamp.format("%Y%m%d-%H%M%S")));
+            .resolve(|| format!("{}-{}", project, stamp.format("%Y%m%d-%H%M%S")));
         let start_time = stamp.timestamp_micros() as f64 / 1e6;
         let finish_timeout = finish_timeout(self.finish_timeout);
         let mut backends: Vec<Box<dyn Backend>> = Vec::new();
@@ -288,7 +331,7 @@ impl TrackerBuilder {
                     .clone()
                     .unwrap_or_else(|| outdir::default_dir(&project, stamp)),
                 rank: rank.clone(),
-                run_name: run_name.clone(),
+                settings: settings.clone(),
                 start_time,
                 config: self.config.clone(),
                 finish_timeout,
@@ -322,7 +365,7 @@ impl TrackerBuilder {
             lossy: strictness == Strictness::Lossy,
             rank,
             project,
-            run_name,
+            settings,
             outdir: local_outdir,
             aggregator: self.aggregator,
             finish_timeout,
@@ -462,7 +505,9 @@ pub fn default_backend_names() -> Vec<String> {
 /// warning, unless `EZPZ_RESUME=1` asks to append to it.
 ///
 /// `backends`: comma-separated names or `None` for the environment/defaults; `rank`: `None`
-/// detects it from the launcher's environment.
+/// detects it from the launcher's environment. The run's name and labels come from the
+/// environment (`EZPZ_RUN_NAME`, `EZPZ_TAGS`, …: see [`RunSettings`](crate::RunSettings));
+/// from code, `TrackerBuilder::…build_lossy()` is the same call with every knob.
 pub fn setup_tracker(
     project_name: Option<&str>,
     backends: Option<&str>,

@@ -13,6 +13,7 @@ use crate::backend::{
 };
 use crate::dispatch::{deadline_after, now, Dispatch, Msg, OnRelease};
 use crate::pending::PendingRow;
+use crate::run_settings::RunSettings;
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
 use crate::value::{IntoMetrics, Metric, MetricSink, Value};
 use crate::{Error, RankInfo, Result};
@@ -36,7 +37,7 @@ pub(crate) struct TrackerParts {
     pub lossy: bool,
     pub rank: RankInfo,
     pub project: String,
-    pub run_name: String,
+    pub settings: RunSettings,
     pub outdir: Option<PathBuf>,
     pub aggregator: Option<Box<dyn Aggregator>>,
     pub finish_timeout: Duration,
@@ -83,7 +84,7 @@ struct Inner {
     dispatch: Dispatch,
     rank: RankInfo,
     project: String,
-    run_name: String,
+    settings: RunSettings,
     outdir: Option<PathBuf>,
     finish_timeout: Duration,
     start_time: f64,
@@ -201,7 +202,7 @@ impl Tracker {
                 dispatch,
                 rank: parts.rank,
                 project: parts.project,
-                run_name: parts.run_name,
+                settings: parts.settings,
                 outdir: parts.outdir,
                 finish_timeout: parts.finish_timeout,
                 start_time: parts.start_time,
@@ -221,7 +222,7 @@ impl Tracker {
                 dispatch: Dispatch::disabled(),
                 rank: RankInfo::single(),
                 project: "ezpz".into(),
-                run_name: String::new(),
+                settings: RunSettings::default(),
                 outdir: None,
                 finish_timeout: Duration::from_secs(1),
                 start_time: now(),
@@ -284,7 +285,14 @@ impl Tracker {
 
     /// The run name.
     pub fn run_name(&self) -> &str {
-        &self.inner.run_name
+        &self.inner.settings.run_name
+    }
+
+    /// The run's name, tags, notes, group, job type, entity and experiment, as the builder
+    /// and the `EZPZ_*` variables set them (each backend's own variables and options may
+    /// override them for that backend: see [`RunSettings`]).
+    pub fn settings(&self) -> &RunSettings {
+        &self.inner.settings
     }
 
     /// The run's output directory on rank 0 (none on other ranks or for a disabled tracker).
@@ -697,7 +705,7 @@ impl Drop for Inner {
                 dispatch: std::mem::replace(&mut self.dispatch, Dispatch::disabled()),
                 rank: self.rank.clone(),
                 project: std::mem::take(&mut self.project),
-                run_name: std::mem::take(&mut self.run_name),
+                settings: std::mem::take(&mut self.settings),
                 outdir: self.outdir.take(),
                 finish_timeout: self.finish_timeout,
                 start_time: self.start_time,

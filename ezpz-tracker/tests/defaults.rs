@@ -1,21 +1,12 @@
 //! The Python user's defaults: W&B on when logged in, rank variables of every launcher.
 //! One test in its own binary: it changes the process environment.
 
-use ezpz_tracker::env::{LOCAL_RANK_VARS, LOCAL_SIZE_VARS, RANK_VARS, WORLD_SIZE_VARS};
 use ezpz_tracker::{default_backend_names, RankInfo};
 
-fn clear(vars: &[&str]) {
-    for v in vars {
-        std::env::remove_var(v);
-    }
-}
+#[path = "support/env_vars.rs"]
+mod env_vars;
 
-fn clear_ranks() {
-    for list in [RANK_VARS, LOCAL_RANK_VARS, WORLD_SIZE_VARS, LOCAL_SIZE_VARS] {
-        clear(list);
-    }
-    clear(&["SLURM_NNODES"]);
-}
+use env_vars::{clear, clear_ranks};
 
 #[test]
 fn python_users_defaults() {

@@ -2,17 +2,12 @@
 //! the report on, and `finish` returns with a readable picture; the report deletes only
 //! files it wrote.
 
-use std::path::Path;
-
 use ezpz_tracker::TrackerBuilder;
 
-fn png_is_drawn(path: &Path) {
-    let img = image::open(path)
-        .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
-        .to_luma8();
-    let dark = img.pixels().filter(|p| p.0[0] < 128).count();
-    assert!(dark > 500, "{} is (nearly) blank", path.display());
-}
+#[path = "support/png.rs"]
+mod png;
+
+use png::assert_drawn;
 
 #[test]
 fn values_at_the_limits_of_f64_go_through_finish_with_the_report_on() {
@@ -56,7 +51,7 @@ fn values_at_the_limits_of_f64_go_through_finish_with_the_report_on() {
     ] {
         let png = outdir.join("plots").join(format!("{name}.png"));
         assert!(png.is_file(), "no plot for {name}:\n{report}");
-        png_is_drawn(&png);
+        assert_drawn(&png);
     }
     // A series with no finite value is still shown, its points marked as non-finite.
     let nan = outdir.join("plots/nan_only.png");

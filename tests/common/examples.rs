@@ -4,6 +4,25 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Flags of a tiny ViT run (`examples/vit`): the debug preset, two short epochs, CSV and
+/// JSONL only, the norms watched every other step.
+pub const VIT_TINY: &[&str] = &[
+    "--model",
+    "debug",
+    "--img-size",
+    "16",
+    "--max-iters",
+    "6",
+    "--epochs",
+    "2",
+    "--valid-size",
+    "16",
+    "--backends",
+    "csv,jsonl",
+    "--watch-freq",
+    "2",
+];
+
 /// The example binary `name`, built with this test's profile and features.
 ///
 /// Cargo sets `CARGO_BIN_EXE_*` only for `[[bin]]` targets, so the example is found where

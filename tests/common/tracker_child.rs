@@ -22,6 +22,11 @@ const CLEARED: &[&str] = &[
     "WB_PROJECT_NAME",
     "WANDB_API_KEY",
     "WANDB_MODE",
+    "EZPZ_RUN_NAME",
+    "EZPZ_TAGS",
+    "EZPZ_NOTES",
+    "EZPZ_RUN_GROUP",
+    "EZPZ_JOB_TYPE",
 ];
 
 /// A running child.

@@ -15,12 +15,18 @@
 //!   thread; it prints `WAKES rank=1` after) while the others finish with a 3 s deadline;
 //! - `preinit`: `reference`, with MPI initialised by the program itself (rsmpi, at
 //!   `MPI_THREAD_SERIALIZED`) before `Mpi::init`, which must accept it.
+//! - `fallback`: started with the launcher's rank variables removed (the test runs the probe
+//!   through `env -u …`); after MPI is up the probe removes the last one, `PMIX_RANK` (Open
+//!   MPI's own initialisation needs it), prints `LEFT rank=<r> vars=<those it removed>`,
+//!   builds a tracker *without* `.mpi(..)` and prints `DETECTED rank=<its rank>
+//!   size=<its world size> mpi=<MPI's rank>`: MPI's rank must be the fallback.
 //!
 //! Every rank prints `DONE rank=<r>` after `finish`, so the test can tell a finished run from
 //! a hang.
 
 use std::process::ExitCode;
 
+use ezpz_tracker::env::{LOCAL_RANK_VARS, LOCAL_SIZE_VARS, RANK_VARS, WORLD_SIZE_VARS};
 use ezpz_tracker::mpi::Mpi;
 use ezpz_tracker::{metrics, TrackerBuilder};
 
@@ -33,8 +39,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let [_, scenario, outdir] = &args[..] else {
         eprintln!(
-            "usage: ezpz-mpi-aggregate-probe <reference|large|mismatch|threads|uneven|hang> \
-             <outdir>"
+            "usage: ezpz-mpi-aggregate-probe \
+             <reference|large|mismatch|threads|uneven|hang|preinit|fallback> <outdir>"
         );
         return ExitCode::from(2);
     };
@@ -56,6 +62,9 @@ fn main() -> ExitCode {
         mpi.rank(),
         mpi.is_serialized()
     );
+    if scenario == "fallback" {
+        return rank_fallback(&mpi, outdir);
+    }
     let deadline = std::time::Duration::from_secs(if scenario == "hang" { 3 } else { 30 });
     let tracker = match TrackerBuilder::new()
         .project("mpi-probe")
@@ -141,6 +150,47 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Err(e) = tracker.finish() {
+        eprintln!("rank {r}: finish: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!("DONE rank={r}");
+    ExitCode::SUCCESS
+}
+
+/// The `fallback` scenario: no launcher variable left, so the tracker's rank must be MPI's.
+fn rank_fallback(mpi: &Mpi, outdir: &str) -> ExitCode {
+    let r = mpi.rank();
+    // Removed after MPI's initialisation, which read them; no other thread of this program
+    // reads the environment.
+    let mut left = Vec::new();
+    for list in [RANK_VARS, LOCAL_RANK_VARS, WORLD_SIZE_VARS, LOCAL_SIZE_VARS] {
+        for var in list {
+            if std::env::var_os(var).is_some() {
+                left.push(*var);
+                std::env::remove_var(var);
+            }
+        }
+    }
+    println!("LEFT rank={r} vars={}", left.join(","));
+    let tracker = match TrackerBuilder::new()
+        .project("mpi-probe")
+        .backends("csv")
+        .outdir(outdir)
+        .build()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("rank {r}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let detected = tracker.rank();
+    println!(
+        "DETECTED rank={} size={} mpi={r}",
+        detected.rank, detected.world_size
+    );
+    tracker.log([("rank", detected.rank as f64)]);
     if let Err(e) = tracker.finish() {
         eprintln!("rank {r}: finish: {e}");
         return ExitCode::FAILURE;

@@ -34,7 +34,7 @@ def run_entry(name):
         name,
         {"history": [], "summary": None, "config": {}, "complete": False, "exitcode": None,
          "uploaded": [], "files": {}, "upserts": 0, "entity": None, "project": None,
-         "display_name": None, "tags": None},
+         "display_name": None, "tags": None, "notes": None, "group": None, "job_type": None},
     )
 
 
@@ -127,6 +127,9 @@ class Handler(BaseHTTPRequestHandler):
                 run["display_name"] = var.get("displayName") or run["display_name"]
                 if var.get("tags") is not None:
                     run["tags"] = var["tags"]
+                for field, key in (("notes", "notes"), ("groupName", "group"),
+                                   ("jobType", "job_type")):
+                    run[key] = var.get(field) or run[key]
                 if var.get("config"):
                     run["config"].update(json.loads(var["config"]))
                 return {"data": {"upsertBucket": {"inserted": run["upserts"] == 1, "bucket": {

@@ -48,6 +48,18 @@ pub struct RunIdentity {
     pub project: Option<String>,
     /// The run's display name.
     pub run_name: Option<String>,
+    /// The run's tags ([`RunSettings`](crate::RunSettings), as the tracker had them).
+    pub tags: Vec<String>,
+    /// Notes on the run.
+    pub notes: Option<String>,
+    /// The run's group.
+    pub group: Option<String>,
+    /// The run's job type.
+    pub job_type: Option<String>,
+    /// The W&B team or user given to the tracker.
+    pub entity: Option<String>,
+    /// The MLflow experiment given to the tracker.
+    pub experiment: Option<String>,
     /// Start, in seconds since the Unix epoch.
     pub start_time: Option<f64>,
     /// End, in seconds since the Unix epoch.
@@ -92,9 +104,16 @@ impl RunIdentity {
         config: Option<&serde_json::Value>,
     ) -> Self {
         let rank = tracker.rank();
+        let settings = tracker.settings().clone();
         let mut id = RunIdentity {
             project: Some(tracker.project().to_string()),
-            run_name: Some(tracker.run_name().to_string()).filter(|n| !n.is_empty()),
+            run_name: Some(settings.run_name).filter(|n| !n.is_empty()),
+            tags: settings.tags,
+            notes: settings.notes,
+            group: settings.group,
+            job_type: settings.job_type,
+            entity: settings.entity,
+            experiment: settings.experiment,
             command: Some(command_line()),
             cwd: std::env::current_dir()
                 .ok()
@@ -156,6 +175,23 @@ impl RunIdentity {
         self.started = start.and_then(iso_time);
         self.ended = end.and_then(iso_time);
         self.duration_s = start.zip(end).map(|(s, e)| (e - s).max(0.0));
+    }
+
+    /// The run settings that are set, labelled for people: tags, notes, group, job type,
+    /// entity, experiment (the report's header and `ezpz show`).
+    pub fn labels(&self) -> Vec<(&'static str, String)> {
+        let tags = (!self.tags.is_empty()).then(|| self.tags.join(", "));
+        [
+            ("Tags", tags),
+            ("Notes", self.notes.clone()),
+            ("Group", self.group.clone()),
+            ("Job type", self.job_type.clone()),
+            ("Entity", self.entity.clone()),
+            ("Experiment", self.experiment.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(label, v)| Some((label, v?)))
+        .collect()
     }
 
     /// Reads `run_info.json`.

@@ -132,7 +132,14 @@ fn identity_table(out: &mut String, input: &ReportInput<'_>) {
         ),
     ];
     out.push_str("| | |\n|---|---|\n");
-    for (label, value) in rows {
+    let labels: Vec<(&str, Option<String>)> = id
+        .labels()
+        .into_iter()
+        .map(|(l, v)| (l, Some(cell(&v))))
+        .collect();
+    // The run settings right after the project and run name.
+    let (head, tail) = rows.split_at(2);
+    for (label, value) in head.iter().chain(&labels).chain(tail) {
         if let Some(value) = value {
             let _ = writeln!(out, "| {label} | {value} |");
         }

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use super::axis::Axis;
 use super::compact::is_counter;
 use super::history::{History, MetricHistory};
-use super::plot::{canvas, BAD, FONT};
+use super::plot::{canvas, draw_legend, BAD, FONT};
 use super::series::Channel;
 use crate::Result;
 
@@ -325,13 +325,7 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(
         )?;
     }
     if layers.len() > 1 || layers.iter().any(|l| !l.std_band.is_empty()) {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 11))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()?;
+        draw_legend(&mut chart, 11)?;
     }
     Ok(())
 }

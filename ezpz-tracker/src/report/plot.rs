@@ -342,14 +342,22 @@ fn draw<DB: DrawingBackend>(
             .label(format!("NaN/±inf ({n} values, top edge)"))
             .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 5, BAD.filled()));
     }
+    draw_legend(&mut chart, 13)
+}
+
+/// Draws the chart's series labels in its upper right corner, in `font_size`-point text on a
+/// translucent white box with a grey border (every report plot's legend).
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    font_size: u32,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, 13))
+        .label_font((FONT, f64::from(font_size)))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(180, 180, 180))
-        .draw()?;
-    Ok(())
+        .draw()
 }
 
 #[cfg(test)]

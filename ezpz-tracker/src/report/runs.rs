@@ -475,6 +475,10 @@ pub fn show(dir: &Path, max_points: usize) -> crate::Result<String> {
         let _ = writeln!(s, "{line}");
     }
     if let Some(id) = &o.identity {
+        for (label, value) in id.labels() {
+            let label = label.to_lowercase();
+            let _ = writeln!(s, "{label:<10} {value}");
+        }
         if let Some(h) = &id.host {
             let _ = writeln!(
                 s,

@@ -25,8 +25,14 @@ use crate::backends::appender::file_stem;
 use crate::backends::csv::table_to_csv;
 use crate::config::flatten;
 use crate::env::{self, var};
+use crate::run_settings::RunSettings;
 use crate::spool::{spool_dir, Spool};
 use crate::{Error, Result};
+
+/// The tag MLflow shows as the run's description.
+const NOTE_TAG: &str = "mlflow.note.content";
+/// Longest tag value the server keeps, in characters.
+const MAX_TAG_CHARS: usize = 8000;
 
 /// Default cap on one HTTP request (MLflow's client uses the same).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -110,6 +116,7 @@ impl MlflowBackend {
         let experiment_name = options
             .experiment_name
             .or_else(|| var(env::MLFLOW_EXPERIMENT_NAME))
+            .or_else(|| ctx.settings.experiment.clone())
             .unwrap_or_else(|| ctx.project.clone())
             .replace('.', "-");
         let dir = spool_dir(&ctx.outdir, "mlflow");
@@ -118,6 +125,9 @@ impl MlflowBackend {
         spool.claim()?;
         let git = GitInfo::detect();
         let run_id = options.run_id.or_else(|| var(env::MLFLOW_RUN_ID));
+        let mut keys = KeyMapper::default();
+        let mut tags = creation_tags(&git, &secrets);
+        tags.extend(settings_tags(&ctx.settings, &mut keys, &secrets));
         let meta = RunMeta {
             tracking_uri: strip_userinfo(&uri).trim_end_matches('/').to_string(),
             experiment_name,
@@ -125,10 +135,10 @@ impl MlflowBackend {
                 .experiment_id
                 .or_else(|| var(env::MLFLOW_EXPERIMENT_ID)),
             run_id,
-            run_name: ctx.run_name.clone(),
+            run_name: ctx.settings.run_name.clone(),
             run_uid: new_run_uid(),
             start_time: (ctx.start_time * 1000.0).round() as i64,
-            tags: creation_tags(&git, &secrets),
+            tags,
             artifact_uri: None,
             create_sent: false,
             outdir: std::path::absolute(&ctx.outdir).unwrap_or_else(|_| ctx.outdir.clone()),
@@ -145,7 +155,7 @@ impl MlflowBackend {
             metrics: (0..SENDERS)
                 .map(|_| BatchBuilder::new(Kind::Metrics))
                 .collect(),
-            keys: KeyMapper::default(),
+            keys,
             params: ParamLog::default(),
             secrets,
             non_numeric: HashSet::new(),
@@ -300,6 +310,38 @@ fn creation_tags(git: &GitInfo, secrets: &Secrets) -> Vec<(String, String)> {
     }
     if let Some(commit) = &git.commit {
         tags.push(("mlflow.source.git.commit".to_string(), commit.clone()));
+    }
+    tags
+}
+
+/// The tracker's [`RunSettings`] as tags set at creation: each tag (name made acceptable,
+/// empty value), the notes as the run's description (`mlflow.note.content`), `group` and
+/// `job_type`. Values are cut to what the server keeps.
+fn settings_tags(
+    settings: &RunSettings,
+    keys: &mut KeyMapper,
+    secrets: &Secrets,
+) -> Vec<(String, String)> {
+    let value = |v: &str| secrets.redact(v).chars().take(MAX_TAG_CHARS).collect();
+    let mut tags: Vec<(String, String)> = settings
+        .tags
+        .iter()
+        .map(|t| {
+            (
+                keys.map(&Arc::from(t.as_str()), "tag").to_string(),
+                String::new(),
+            )
+        })
+        .collect();
+    let labelled = [
+        (NOTE_TAG, &settings.notes),
+        ("group", &settings.group),
+        ("job_type", &settings.job_type),
+    ];
+    for (key, v) in labelled {
+        if let Some(v) = v {
+            tags.push((key.to_string(), value(v)));
+        }
     }
     tags
 }

@@ -21,8 +21,9 @@ impl MlflowOptions {
         self
     }
 
-    /// The experiment's name (else `MLFLOW_EXPERIMENT_NAME`, else the project name); dots
-    /// become hyphens.
+    /// The experiment's name (else `MLFLOW_EXPERIMENT_NAME`, else the tracker's
+    /// [`experiment`](crate::TrackerBuilder::experiment), else the project name); dots become
+    /// hyphens.
     pub fn experiment_name(mut self, name: impl Into<String>) -> Self {
         self.experiment_name = Some(name.into());
         self

@@ -148,7 +148,10 @@ mod tests {
             project: "p".into(),
             outdir: "/tmp/x".into(),
             rank: RankInfo::single().with_rank(0, 4),
-            run_name: "r".into(),
+            settings: crate::RunSettings {
+                run_name: "r".into(),
+                ..Default::default()
+            },
             start_time: 0.0,
             config: None,
             finish_timeout: std::time::Duration::from_secs(30),

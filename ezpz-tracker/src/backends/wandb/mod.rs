@@ -39,6 +39,7 @@ use crate::backend::{
     Table,
 };
 use crate::env::{self, var};
+use crate::run_settings::split_tags;
 use crate::{Error, Result};
 
 use self::history::{value_json, Row, Steps};
@@ -132,28 +133,35 @@ impl WandbBackend {
             None
         };
         let given_id = opts.run_id.clone().or_else(|| var(env::WANDB_RUN_ID));
+        // Each setting: these options, else W&B's own variable, else the tracker's.
+        let settings = &ctx.settings;
         let ident = RunIdent {
             run_id: given_id.clone().unwrap_or_else(new_run_id),
             project: opts.project.unwrap_or_else(|| ctx.project.clone()),
-            entity: opts.entity.or_else(|| var(env::WANDB_ENTITY)),
+            entity: opts
+                .entity
+                .or_else(|| var(env::WANDB_ENTITY))
+                .or_else(|| settings.entity.clone()),
             display_name: opts
                 .display_name
                 .or_else(|| var(env::WANDB_NAME))
-                .unwrap_or_else(|| ctx.run_name.clone()),
-            tags: opts.tags.unwrap_or_else(|| {
-                var(env::WANDB_TAGS)
-                    .map(|t| {
-                        t.split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }),
-            notes: opts.notes.or_else(|| var(env::WANDB_NOTES)),
-            group: opts.group.or_else(|| var(env::WANDB_RUN_GROUP)),
-            job_type: opts.job_type.or_else(|| var(env::WANDB_JOB_TYPE)),
+                .unwrap_or_else(|| settings.run_name.clone()),
+            tags: opts
+                .tags
+                .or_else(|| var(env::WANDB_TAGS).map(|t| split_tags(&t)))
+                .unwrap_or_else(|| settings.tags.clone()),
+            notes: opts
+                .notes
+                .or_else(|| var(env::WANDB_NOTES))
+                .or_else(|| settings.notes.clone()),
+            group: opts
+                .group
+                .or_else(|| var(env::WANDB_RUN_GROUP))
+                .or_else(|| settings.group.clone()),
+            job_type: opts
+                .job_type
+                .or_else(|| var(env::WANDB_JOB_TYPE))
+                .or_else(|| settings.job_type.clone()),
             host: ctx.rank.hostname.clone(),
             start_time: ctx.start_time,
         };

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-/// Settings for a W&B run; anything unset comes from the environment (`WANDB_*`) or the
-/// tracker (project, run name).
+/// Settings for a W&B run; each one unset comes from W&B's variable (`WANDB_*`), else the
+/// tracker's [`RunSettings`](crate::RunSettings) (run name, tags, notes, group, job type,
+/// entity) and project.
 ///
 /// ```no_run
 /// use ezpz_tracker::backends::wandb::{WandbBackend, WandbOptions};
@@ -65,18 +66,21 @@ impl WandbOptions {
         /// The run id (else `WANDB_RUN_ID`, else 8 random base-36 characters). An existing id
         /// resumes that run online: history continues after the server's lines.
         run_id,
-        /// Team or user (else `WANDB_ENTITY`, else the API key's default).
+        /// Team or user (else `WANDB_ENTITY`, else the tracker's
+        /// [`entity`](crate::TrackerBuilder::entity), else the API key's default).
         entity,
         /// Project (else the tracker's: `WB_PROJECT` → `WANDB_PROJECT` → `WB_PROJECT_NAME` →
         /// `ezpz.<dir>.<exe>`).
         project,
         /// Display name (else `WANDB_NAME`, else the tracker's run name).
         display_name,
-        /// Notes (else `WANDB_NOTES`).
+        /// Notes (else `WANDB_NOTES`, else the tracker's [`notes`](crate::TrackerBuilder::notes)).
         notes,
-        /// Run group (else `WANDB_RUN_GROUP`).
+        /// Run group (else `WANDB_RUN_GROUP`, else the tracker's
+        /// [`group`](crate::TrackerBuilder::group)).
         group,
-        /// Job type (else `WANDB_JOB_TYPE`).
+        /// Job type (else `WANDB_JOB_TYPE`, else the tracker's
+        /// [`job_type`](crate::TrackerBuilder::job_type)).
         job_type,
         /// Server (else `WANDB_BASE_URL`, else the public one).
         base_url,
@@ -84,7 +88,8 @@ impl WandbOptions {
         api_key
     }
 
-    /// Tags (else `WANDB_TAGS`, comma-separated).
+    /// Tags (else `WANDB_TAGS`, comma-separated, else the tracker's
+    /// [`tags`](crate::TrackerBuilder::tags)).
     pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
         self.tags = Some(tags.into_iter().map(Into::into).collect());
         self

@@ -343,6 +343,21 @@ pub fn sync(run: &Path, tracking_uri: Option<String>, timeout: f64, force: bool)
                 r.last_failure.as_deref().unwrap_or("no answer")
             );
         }
+        if !r.refused.is_empty() {
+            let total: u64 = r.refused.values().sum();
+            let keys: Vec<String> = r
+                .refused
+                .iter()
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect();
+            println!(
+                "ezpz sync: {}: the server refused {total} entr{} for good (not delivered, \
+                 not kept): {}",
+                r.backend,
+                if total == 1 { "y" } else { "ies" },
+                keys.join(", ")
+            );
+        }
     }
     Ok(u8::from(!complete))
 }
