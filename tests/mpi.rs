@@ -424,6 +424,32 @@ fn mpi_uneven_row_counts_finish_and_warn_np3() {
     );
 }
 
+/// A round in which one rank other than 0 has rows and another has none: that rank sends an
+/// empty buffer, which must not reach MPI as `MPI_IN_PLACE` (Open MPI's value for it is the
+/// address Rust gives an empty slice, and a non-root rank passing it is an error that aborts
+/// the job). Rank 1's late row is dropped with a warning (rank 0 has no row at its step).
+#[test]
+fn mpi_a_rank_with_nothing_to_send_in_a_round_np3() {
+    let Some(program) = probe("aggregate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = mpirun(3, program, &["late", out.to_str().unwrap()]);
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 5, "rank 0's rows: steps 0..5\n{}", run.stderr);
+    for (step, row) in rows.iter().enumerate() {
+        let values: Vec<f64> = (0..3).map(|r| (step + r) as f64).collect();
+        assert_aggregates(row, "x", &values);
+    }
+    assert!(
+        run.stderr
+            .contains("1 row(s) logged on other ranks had no row of rank 0"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// `KEY rank=<r> hash=<h>` lines as rank → hash.
 /// A rank whose training thread hangs: the others finish within their deadline (3 s), rank 0
 /// with every row it had, and warn which rank was missing; the hung rank finishes later.

@@ -136,6 +136,16 @@ fn main() -> ExitCode {
                 tracker.log_at(6, [("x", 6.0 + rf)]);
             }
         }
+        "late" => {
+            for step in 0..5u64 {
+                tracker.log_at(step, [("x", step as f64 + rf)]);
+            }
+            if r == 1 {
+                // Rounds later, when the other ranks have nothing to send.
+                std::thread::sleep(std::time::Duration::from_millis(400));
+                tracker.log_at(5, [("x", 6.0)]);
+            }
+        }
         "hang" => {
             for step in 0..5u64 {
                 tracker.log_at(step, [("x", step as f64 + rf)]);

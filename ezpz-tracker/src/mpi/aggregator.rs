@@ -87,6 +87,16 @@ fn complete<'a, D: ?Sized, S: Scope<'a>>(
     true
 }
 
+/// A copy of `bytes` whose address is never `MPI_IN_PLACE`. Open MPI spells that
+/// `(void *) 1`, which is the address Rust gives every empty `u8` slice: a rank with nothing
+/// to send in a round would otherwise pass it, and on a rank other than the root that is an
+/// `MPI_ERR_ARG` that aborts the whole job.
+fn send_buffer(bytes: &[u8]) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(bytes.len().max(1));
+    buffer.extend_from_slice(bytes);
+    buffer
+}
+
 impl Aggregator for MpiAggregator {
     fn world_size(&self) -> usize {
         self.size
@@ -134,7 +144,7 @@ impl Aggregator for MpiAggregator {
             self.comm.process_at_rank(0)
         };
         // Leaked with the request when abandoned, so it is a copy of the caller's buffer.
-        let mine = payload[..len].to_vec();
+        let mine = send_buffer(&payload[..len]);
         if self.rank != 0 {
             let completed = ::mpi::request::scope(|scope| {
                 let request = {
