@@ -202,6 +202,7 @@ pub mod config;
 mod dispatch;
 pub mod env;
 mod error;
+mod histogram;
 #[cfg(any(feature = "mpi", test))]
 pub mod mpi;
 mod outdir;
@@ -238,6 +239,7 @@ pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
 pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
+pub use histogram::{HistogramBins, HistogramData, HISTOGRAM_BINS};
 pub use registry::{register_backend, registered_backends, unregister_backend};
 pub use setup::{
     default_backend_names, resolve_backend_names, setup_tracker, TrackerBuilder,
