@@ -269,7 +269,8 @@ fn offline_run_uploads_every_history_line_with_wandb_sync() {
     assert_eq!(device["_type"], "histogram", "{row10}");
     assert_eq!(device["values"], json!(device_counts));
     let edges: Vec<f64> = (0..=64).map(|i| -1.0 + 0.0625 * i as f64).collect();
-    assert_eq!(device["bins"], json!(edges));
+    let got_edges: Vec<f64> = serde_json::from_value(device["bins"].clone()).unwrap();
+    assert_eq!(got_edges, edges);
     // The media files themselves were uploaded, byte for byte.
     let files = &got["files"];
     for obj in [&row10["preds"], &row10["samples"]] {

@@ -255,4 +255,6 @@ pub use error::{Error, Result};
 pub use logger::keys::{key_segment, split_prefix};
 pub use logger::HistoryLogger;
 pub use renderer::EzpzRenderer;
-pub use watch::{norms, observe, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ};
+pub use watch::{
+    norms, observe, readback_bytes, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ,
+};

@@ -12,7 +12,7 @@ use burn::optim::GradientsParams;
 use ezpz_tracker::{Metric, Tracker, Value, WeakTracker};
 
 use crate::record::{WatchQueue, WatchRow};
-pub use collect::{norms, Norms, ParamNorm};
+pub use collect::{norms, readback_bytes, Norms, ParamNorm};
 use counter::StepCounters;
 
 /// The default [`Watch::log_freq`].
@@ -307,8 +307,8 @@ impl Watch {
         if !row.metrics.is_empty() {
             self.tracker.log_at(row.step, row.metrics);
         }
-        for (key, values) in row.histograms {
-            self.tracker.log_histogram_at(row.step, &key, values);
+        for (key, bins) in row.histograms {
+            self.tracker.log_histogram_bins_at(row.step, &key, bins);
         }
     }
 }
@@ -348,33 +348,56 @@ mod tests {
         assert!(Watch::uninstall().is_none());
     }
 
-    #[test]
-    fn one_device_read_per_logged_step_histograms_included() {
+    /// Steps 2, 4 and 6 of a watch logging norms and histograms every 2 steps: the device
+    /// reads and bytes they made, and what the tracker got.
+    fn watch_six_steps(d_in: usize, d_out: usize) -> (u64, u64, ezpz_tracker::MemorySnapshot) {
         let (tracker, memory) = crate::test_support::memory_tracker();
         let device = crate::cpu_device().autodiff();
-        let model: Linear = LinearConfig::new(3, 2).init(&device);
-        let loss = model.forward(Tensor::<2>::ones([4, 3], &device)).sum();
+        let model: Linear = LinearConfig::new(d_in, d_out).init(&device);
+        let loss = model.forward(Tensor::<2>::ones([4, d_in], &device)).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let watch = Watch::new(&tracker)
             .log_freq(2)
             .hist_freq(2)
             .wandb_names(true);
-        let before = collect::READBACKS.with(|n| n.get());
+        let reads = collect::READBACKS.with(|n| n.get());
+        let bytes = collect::READBACK_BYTES_HERE.with(|n| n.get());
         for _ in 0..6 {
             watch.observe(&model, &grads);
         }
-        // Steps 2, 4 and 6 log norms and histograms of 2 parameters and 2 gradients.
-        assert_eq!(collect::READBACKS.with(|n| n.get()) - before, 3);
+        let reads = collect::READBACKS.with(|n| n.get()) - reads;
+        let bytes = collect::READBACK_BYTES_HERE.with(|n| n.get()) - bytes;
         tracker.finish().unwrap();
-        let snap = memory.snapshot();
+        (reads, bytes, memory.snapshot())
+    }
+
+    #[test]
+    fn one_device_read_per_logged_step_histograms_included() {
+        let (reads, small_bytes, snap) = watch_six_steps(3, 2);
+        // Steps 2, 4 and 6 log norms and histograms of 2 parameters and 2 gradients.
+        assert_eq!(reads, 3);
         assert_eq!(snap.histograms.len(), 3 * 4);
-        assert!(snap.histograms.iter().any(|h| h.key == "gradients/weight"));
+        let weight = snap.histograms.iter().find(|h| h.key == "gradients/weight");
+        let bins = weight.unwrap().data.bins();
+        assert_eq!((bins.counts.len(), bins.count()), (64, 6));
         let steps: Vec<u64> = snap
             .series("gradients/global_norm")
             .iter()
             .map(|p| p.0)
             .collect();
         assert_eq!(steps, [2, 4, 6]);
+        // Only bins come back: a model 10,000 times larger reads back the same bytes.
+        let (reads, large_bytes, snap) = watch_six_steps(300, 200);
+        assert_eq!(reads, 3);
+        assert_eq!(large_bytes, small_bytes);
+        let weight = snap.histograms.iter().find(|h| h.key == "parameters/weight");
+        assert_eq!(weight.unwrap().data.bins().count(), 60_000);
+        // Per step, each of the 4 vectors: its squared sum and 4 statistics in f32, 65 counts.
+        let per_step = small_bytes / 3;
+        assert!(
+            per_step == 4 * (5 * 4 + 65 * 4) || per_step == 4 * (5 * 4 + 65 * 8),
+            "{per_step} bytes per step"
+        );
     }
 
     #[test]
