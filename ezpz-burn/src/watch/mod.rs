@@ -48,7 +48,11 @@ impl WatchLog {
 /// strategy, where every device thread calls `optimize` with its replica, the step is logged
 /// once, by the first thread that reaches it. A step is logged when it is a multiple of the
 /// frequency. Norms are computed on the model's device and read back in one transfer per
-/// logged step (histogram values join the same transfer). Squares are summed in `f32`.
+/// logged step. Histograms are binned on the device too, 64 equal bins over each tensor's
+/// finite range as `wandb.watch` does, and only their counts, min, max, sum and sum of squares
+/// join the same transfer (a few hundred bytes per tensor, whatever its size; NaN and ±inf are
+/// counted apart, see [`HistogramBins`](ezpz_tracker::HistogramBins)). Squares and bins are
+/// computed in `f32`.
 ///
 /// Keys: `params/norm/<path>`, `grads/norm/<path>`, `params/global_norm`,
 /// `grads/global_norm` (see [`Norms::metrics`]); histograms `params/hist/<path>` and
@@ -126,7 +130,8 @@ impl Watch {
     }
 
     /// Logs histograms of every parameter and gradient every `n` steps (`0`, the default,
-    /// turns them off). They cost a transfer of the whole model: keep `n` large.
+    /// turns them off). They are binned on the device (about ten passes over every value, no
+    /// extra transfer of the values).
     pub fn hist_freq(mut self, n: u64) -> Self {
         self.hist_freq = n;
         self
