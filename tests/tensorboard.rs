@@ -217,7 +217,10 @@ fn tensorboard_draws_binned_histograms_with_their_own_bins() {
     let floats = |v: &Json| -> Vec<f64> { v.as_array().unwrap().iter().map(parse_f64).collect() };
     assert_eq!(h["step"], json!(5));
     assert_eq!(parse_f64(&h["num"]), 1000.0);
-    assert_eq!((parse_f64(&h["min"]), parse_f64(&h["max"])), (bins.min, bins.max));
+    assert_eq!(
+        (parse_f64(&h["min"]), parse_f64(&h["max"])),
+        (bins.min, bins.max)
+    );
     assert_eq!(parse_f64(&h["sum"]), bins.sum);
     assert_eq!(parse_f64(&h["sum_squares"]), bins.sum_squares);
     let counts: Vec<f64> = bins.counts.iter().map(|&c| c as f64).collect();

@@ -48,7 +48,10 @@ fn main() {
     let sizes = vit_b_sizes(depth);
     let random = |n: usize| Tensor::<1>::random([n], burn::tensor::Distribution::Default, &device);
     let model = Flat {
-        tensors: sizes.iter().map(|&n| Param::from_tensor(random(n))).collect(),
+        tensors: sizes
+            .iter()
+            .map(|&n| Param::from_tensor(random(n)))
+            .collect(),
     };
     let mut grads = GradientsParams::new();
     for p in &model.tensors {
@@ -76,5 +79,8 @@ fn main() {
     let raw = 4 * (vectors + values);
     println!("RESULT watch_hist_readback_bytes_raw_values {raw}");
     println!("RESULT watch_hist_readback_bytes_device_bins {after}");
-    println!("RESULT watch_hist_readback_ratio {:.0}", raw as f64 / after as f64);
+    println!(
+        "RESULT watch_hist_readback_ratio {:.0}",
+        raw as f64 / after as f64
+    );
 }

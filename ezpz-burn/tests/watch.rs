@@ -158,10 +158,17 @@ fn host_bins<const D: usize>(t: Tensor<D>) -> HistogramBins {
 /// and max exactly, sums up to f32 rounding.
 fn assert_same_bins(got: &HistogramBins, want: &HistogramBins, what: &str) {
     assert_eq!(got.counts, want.counts, "{what}");
-    assert_eq!((got.min, got.max, got.nonfinite), (want.min, want.max, 0), "{what}");
+    assert_eq!(
+        (got.min, got.max, got.nonfinite),
+        (want.min, want.max, 0),
+        "{what}"
+    );
     assert_eq!(got.count(), want.count(), "{what}");
     for (g, w) in [(got.sum, want.sum), (got.sum_squares, want.sum_squares)] {
-        assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{what}: {g} vs {w}");
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+            "{what}: {g} vs {w}"
+        );
     }
 }
 

@@ -151,14 +151,26 @@ mod tests {
 
     #[test]
     fn values_land_in_numpys_bins_and_non_finite_ones_are_counted_apart() {
-        let values = [1.0, 2.0, 3.0, 4.0, 5.0, f64::NAN, f64::INFINITY, -f64::INFINITY];
+        let values = [
+            1.0,
+            2.0,
+            3.0,
+            4.0,
+            5.0,
+            f64::NAN,
+            f64::INFINITY,
+            -f64::INFINITY,
+        ];
         let h = HistogramBins::from_values(&values);
         assert_eq!((h.min, h.max, h.nonfinite, h.count()), (1.0, 5.0, 3, 5));
         assert_eq!((h.sum, h.sum_squares), (15.0, 55.0));
         let ones: Vec<usize> = (0..64).filter(|i| h.counts[*i] == 1).collect();
         assert_eq!(ones, [0, 16, 32, 48, 63]);
         let edges = h.edges();
-        assert_eq!((edges.len(), edges[0], edges[1], edges[64]), (65, 1.0, 1.0625, 5.0));
+        assert_eq!(
+            (edges.len(), edges[0], edges[1], edges[64]),
+            (65, 1.0, 1.0625, 5.0)
+        );
         assert_eq!(h.problem(), None);
     }
 
@@ -169,7 +181,10 @@ mod tests {
         assert_eq!(h.counts[32], 3);
         assert_eq!(h.count(), 3);
         let one = HistogramBins::from_values(&[-7.0]);
-        assert_eq!((one.counts[32], one.edges()[0], one.edges()[64]), (1, -7.5, -6.5));
+        assert_eq!(
+            (one.counts[32], one.edges()[0], one.edges()[64]),
+            (1, -7.5, -6.5)
+        );
     }
 
     #[test]

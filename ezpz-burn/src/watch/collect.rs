@@ -185,10 +185,7 @@ fn histogram_stats(x: Tensor<2>) -> (Tensor<1>, Tensor<1, Int>) {
     let [k, len] = x.dims();
     let device = x.device();
     let bad = x.clone().is_finite().bool_not();
-    let min = x
-        .clone()
-        .mask_fill(bad.clone(), f32::INFINITY)
-        .min_dim(1);
+    let min = x.clone().mask_fill(bad.clone(), f32::INFINITY).min_dim(1);
     let max = x
         .clone()
         .mask_fill(bad.clone(), f32::NEG_INFINITY)
@@ -277,8 +274,14 @@ fn collect_stacking<M: Module>(
     #[cfg(test)]
     READBACK_BYTES_HERE.with(|n| n.set(n.get() + bytes as u64));
     let mut data = data.into_iter();
-    let floats: Vec<f64> = data.next().map(|d| d.iter::<f64>().collect()).unwrap_or_default();
-    let counts: Vec<u64> = data.next().map(|d| d.iter::<u64>().collect()).unwrap_or_default();
+    let floats: Vec<f64> = data
+        .next()
+        .map(|d| d.iter::<f64>().collect())
+        .unwrap_or_default();
+    let counts: Vec<u64> = data
+        .next()
+        .map(|d| d.iter::<u64>().collect())
+        .unwrap_or_default();
     // Back into vector order.
     let n = order.len();
     let mut per_vector = vec![Readback::default(); n];
@@ -288,7 +291,9 @@ fn collect_stacking<M: Module>(
         if histograms {
             let s = n + slot * STATS;
             r.stats = floats.get(s..s + STATS).map(<[f64]>::to_vec);
-            r.counts = counts.get(slot * COUNTS..(slot + 1) * COUNTS).map(<[u64]>::to_vec);
+            r.counts = counts
+                .get(slot * COUNTS..(slot + 1) * COUNTS)
+                .map(<[u64]>::to_vec);
         }
     }
     Ok(unpack(&c.params, per_vector))
@@ -409,7 +414,9 @@ mod tests {
             (seed >> 40) as f32 / (1u64 << 24) as f32
         };
         let integers = |k: usize| -> Vec<f32> {
-            (0..1000).map(|i| ((i * 7919 + k) % 613) as f32 - 300.0).collect()
+            (0..1000)
+                .map(|i| ((i * 7919 + k) % 613) as f32 - 300.0)
+                .collect()
         };
         let floats: Vec<f32> = (0..5000)
             .map(|_| (uniform() - 0.5) * 0.02 + uniform() * uniform() * 0.01)
@@ -420,7 +427,15 @@ mod tests {
             floats,
             vec![2.5; 17],
             vec![-3.0],
-            vec![1.0, f32::NAN, 4.0, f32::INFINITY, f32::NEG_INFINITY, 2.0, 9.0],
+            vec![
+                1.0,
+                f32::NAN,
+                4.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                2.0,
+                9.0,
+            ],
             vec![f32::NAN, f32::INFINITY],
             vec![0.0, 0.0, f32::NAN],
         ]
@@ -449,13 +464,19 @@ mod tests {
                 assert_eq!(got.nonfinite, want.nonfinite, "{what}");
                 assert_eq!((got.min, got.max), (want.min, want.max), "{what}");
                 for (g, w) in [(got.sum, want.sum), (got.sum_squares, want.sum_squares)] {
-                    assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{what}: {g} vs {w}");
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "{what}: {g} vs {w}"
+                    );
                 }
             }
         }
         let readout = collect(&model, &grads, true).unwrap();
         let count = |i: usize| readout.histograms[i].1.count();
-        assert_eq!(readout.histograms[3].1.counts[32], 17, "equal values: middle bin");
+        assert_eq!(
+            readout.histograms[3].1.counts[32], 17,
+            "equal values: middle bin"
+        );
         assert_eq!((count(4), readout.histograms[4].1.counts[32]), (1, 1));
         assert_eq!((count(5), readout.histograms[5].1.nonfinite), (4, 3));
         assert_eq!((count(6), readout.histograms[6].1.nonfinite), (0, 2));

@@ -395,7 +395,10 @@ mod tests {
         let (reads, large_bytes, snap) = watch_six_steps(300, 200);
         assert_eq!(reads, 3);
         assert_eq!(large_bytes, small_bytes);
-        let weight = snap.histograms.iter().find(|h| h.key == "parameters/weight");
+        let weight = snap
+            .histograms
+            .iter()
+            .find(|h| h.key == "parameters/weight");
         assert_eq!(weight.unwrap().data.bins().count(), 60_000);
         // Per step, each of the 4 vectors: its squared sum and 4 statistics in f32, 65 counts.
         let per_step = small_bytes / 3;

@@ -155,7 +155,10 @@ mod tests {
     fn bins_are_written_as_they_are() {
         let bins = HistogramBins::from_values(&[1.0, 2.0, 3.0, 4.0, 5.0, f64::NAN]);
         let h = from_bins(&bins).unwrap();
-        assert_eq!((h.min, h.max, h.num, h.sum, h.sum_squares), (1.0, 5.0, 5.0, 15.0, 55.0));
+        assert_eq!(
+            (h.min, h.max, h.num, h.sum, h.sum_squares),
+            (1.0, 5.0, 5.0, 15.0, 55.0)
+        );
         assert_eq!(h.bucket_limit.len(), 64);
         assert_eq!((h.bucket_limit[0], h.bucket_limit[63]), (1.0625, 5.0));
         assert_eq!(h.bucket.iter().sum::<f64>(), 5.0);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{Artifacts, EncodedImage, Table};
-use crate::histogram::HistogramBins;
 use crate::backends::appender::{copy_into, file_stem};
+use crate::histogram::HistogramBins;
 use crate::value::Value;
 use crate::{Error, Result};
 
