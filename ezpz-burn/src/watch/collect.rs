@@ -198,9 +198,11 @@ fn histogram_stats(x: Tensor<2>) -> (Tensor<1>, Tensor<1, Int>) {
     // A flat row's finite values all equal its min: they land in bin 0, moved to the middle.
     let range = range.mask_fill(flat.clone(), 1.0);
     let at = ((finite - min.clone()) / range).mul_scalar(HISTOGRAM_BINS as f64);
-    // No NaN may reach the cast (a row without finite values computes `inf / inf`).
+    // No NaN may reach the cast (NdArray's panics): a row without finite values, or one
+    // whose range overflows f32, computes `inf / inf`.
+    let nan = at.clone().is_nan();
     let bin = at
-        .mask_fill(bad.clone(), 0.0)
+        .mask_fill(nan, 0.0)
         .floor()
         .clamp(0.0, (HISTOGRAM_BINS - 1) as f64)
         .int()
@@ -300,13 +302,23 @@ fn collect_stacking<M: Module>(
 }
 
 /// What came back for one vector.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Readback {
     square: f64,
     /// min, max, sum, sum of squares (histogram steps).
     stats: Option<Vec<f64>>,
     /// Bin counts, then non-finite values (histogram steps).
     counts: Option<Vec<u64>>,
+}
+
+impl Default for Readback {
+    fn default() -> Self {
+        Readback {
+            square: f64::NAN,
+            stats: None,
+            counts: None,
+        }
+    }
 }
 
 impl Readback {
@@ -480,5 +492,21 @@ mod tests {
         assert_eq!((count(4), readout.histograms[4].1.counts[32]), (1, 1));
         assert_eq!((count(5), readout.histograms[5].1.nonfinite), (4, 3));
         assert_eq!((count(6), readout.histograms[6].1.nonfinite), (0, 2));
+    }
+
+    #[test]
+    fn a_range_beyond_f32_is_binned_without_failing() {
+        // `max - min` overflows to inf: the bins are then meaningless, but the step is logged
+        // and every value counted (the cast of a NaN bin would panic on NdArray).
+        let device = crate::cpu_device();
+        let model = Vectors {
+            v: vec![Param::from_tensor(vector(&[3e38, -3e38, 1.0], &device))],
+        };
+        let readout = collect(&model, &GradientsParams::new(), true).unwrap();
+        let bins = &readout.histograms[0].1;
+        assert_eq!(
+            (bins.count(), bins.min, bins.max),
+            (3, -3e38f32 as f64, 3e38f32 as f64)
+        );
     }
 }
