@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use ezpz_tracker::{TrackerBuilder, Value};
+use ezpz_tracker::{HistogramBins, TrackerBuilder, Value};
 use serde_json::{json, Value as Json};
 
 const STEPS: u64 = 60;
@@ -185,6 +185,58 @@ fn tensorboard_reads_every_step_value_text_image_and_histogram() {
     );
 
     inspect_lists_every_tag(&python, &logdir, &keys);
+}
+
+/// A histogram binned before it reached the tracker (as `watch` bins on the device): TensorBoard
+/// reads back exactly its 64 buckets and statistics and draws each bin between its edges; a
+/// histogram of one repeated value is drawn as that value.
+#[test]
+fn tensorboard_draws_binned_histograms_with_their_own_bins() {
+    let dir = tempfile::tempdir().unwrap();
+    let outdir = dir.path().join("run");
+    let tracker = TrackerBuilder::new()
+        .project("tb-bins")
+        .backends("tensorboard")
+        .outdir(&outdir)
+        .build_strict()
+        .unwrap();
+    let mut values: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
+    values.extend([f64::NAN, f64::INFINITY]);
+    let bins = HistogramBins::from_values(&values);
+    assert_eq!(bins.nonfinite, 2);
+    tracker.log_histogram_bins_at(5, "device/weights", bins.clone());
+    tracker.log_histogram_bins_at(5, "device/constant", HistogramBins::from_values(&[0.25; 7]));
+    let summary = tracker.finish().unwrap();
+    assert_eq!(summary.backends[0].errors, 0);
+
+    let Some(python) = common::oracle_python("tensorboard") else {
+        return;
+    };
+    let got = read_with_tensorboard(&python, &outdir.join("tensorboard"));
+    let h = &got["histograms"]["device/weights"][0];
+    let floats = |v: &Json| -> Vec<f64> { v.as_array().unwrap().iter().map(parse_f64).collect() };
+    assert_eq!(h["step"], json!(5));
+    assert_eq!(parse_f64(&h["num"]), 1000.0);
+    assert_eq!(
+        (parse_f64(&h["min"]), parse_f64(&h["max"])),
+        (bins.min, bins.max)
+    );
+    assert_eq!(parse_f64(&h["sum"]), bins.sum);
+    assert_eq!(parse_f64(&h["sum_squares"]), bins.sum_squares);
+    let counts: Vec<f64> = bins.counts.iter().map(|&c| c as f64).collect();
+    assert_eq!(floats(&h["bucket"]), counts);
+    let edges = bins.edges();
+    assert_eq!(floats(&h["bucket_limit"]), edges[1..]);
+    // What the dashboard draws (32-bit): every bin between its two edges, with its count.
+    let drawn = h["drawn"].as_array().unwrap();
+    assert_eq!(drawn.len(), 64, "every bin is occupied");
+    for (i, row) in drawn.iter().enumerate() {
+        let row = floats(row);
+        let want = [edges[i] as f32, edges[i + 1] as f32, counts[i] as f32];
+        assert_eq!(row, want.map(f64::from), "bin {i}");
+    }
+    let constant = &got["histograms"]["device/constant"][0];
+    assert_eq!(constant["drawn"], json!([["0.25", "0.25", "7.0"]]));
 }
 
 /// `tests/oracles/tb_read.py`'s JSON for `logdir` (EventAccumulator, nothing sampled away).

@@ -65,7 +65,7 @@ fn fans_out_every_kind_of_call_to_every_backend() {
         assert_eq!(s.images[0].caption.as_deref(), Some("cap"));
         assert_eq!(s.images[0].encode_png().unwrap().width, 4);
         assert_eq!(s.artifacts[0].items[0].1, file);
-        assert_eq!(&*s.histograms[0].values, &[1.0, 2.0, 3.0]);
+        assert_eq!(s.histograms[0].data.values(), Some(&[1.0, 2.0, 3.0][..]));
         assert_eq!(s.finished, Some(RunStatus::Finished));
     }
 }

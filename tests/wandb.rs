@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::wandb_capture::{leet_records, leet_summary, sync, CaptureServer, DUMMY_API_KEY};
-use ezpz_tracker::{register_backend, Tracker, TrackerBuilder, Value, WandbBackend, WandbOptions};
+use ezpz_tracker::{
+    register_backend, HistogramBins, Tracker, TrackerBuilder, Value, WandbBackend, WandbOptions,
+};
 use serde_json::{json, Value as Json};
 
 /// The quickstart's ten metrics.
@@ -224,6 +226,19 @@ fn offline_run_uploads_every_history_line_with_wandb_sync() {
         Some("red"),
     );
     t.log_histogram("weights", vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+    // Bins made elsewhere (a GPU): W&B gets exactly them.
+    let device_counts: Vec<u64> = (0..64).map(|i| i % 5).collect();
+    t.log_histogram_bins(
+        "device_weights",
+        HistogramBins {
+            min: -1.0,
+            max: 3.0,
+            counts: device_counts.clone(),
+            sum: 0.0,
+            sum_squares: 0.0,
+            nonfinite: 3,
+        },
+    );
     t.log_artifacts([("model", &artifact)]);
     log_steps(&t, 10..25, Duration::ZERO);
     let run = finish(&t);
@@ -250,6 +265,12 @@ fn offline_run_uploads_every_history_line_with_wandb_sync() {
     assert_eq!(row10["samples"]["caption"], "red");
     assert_eq!(row10["weights"]["_type"], "histogram");
     assert_eq!(row10["weights"]["values"].as_array().unwrap().len(), 64);
+    let device = &row10["device_weights"];
+    assert_eq!(device["_type"], "histogram", "{row10}");
+    assert_eq!(device["values"], json!(device_counts));
+    let edges: Vec<f64> = (0..=64).map(|i| -1.0 + 0.0625 * i as f64).collect();
+    let got_edges: Vec<f64> = serde_json::from_value(device["bins"].clone()).unwrap();
+    assert_eq!(got_edges, edges);
     // The media files themselves were uploaded, byte for byte.
     let files = &got["files"];
     for obj in [&row10["preds"], &row10["samples"]] {

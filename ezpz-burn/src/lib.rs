@@ -174,7 +174,8 @@
 //! then, in `impl TrainStep for Model`, the two-line `optimize` of the Quick start:
 //! [`observe`] before `optim.step(..)`. burn calls `optimize` with the final gradients (after
 //! accumulation), so the steps are optimizer steps. Each logged step reads all norms back
-//! from the device in one transfer. Keys: `params/norm/<path>`, `grads/norm/<path>`,
+//! from the device in one transfer; histograms are binned on the device (64 bins) and only
+//! the bins join that transfer. Keys: `params/norm/<path>`, `grads/norm/<path>`,
 //! `params/global_norm`, `grads/global_norm`, histograms `params/hist/<path>` and
 //! `grads/hist/<path>`, where `<path>` is the module path (`encoder.layers.0.mha.query.weight`).
 //! A parameter without gradient (frozen) has no `grads/…` entry. Without a learner, call
@@ -255,4 +256,6 @@ pub use error::{Error, Result};
 pub use logger::keys::{key_segment, split_prefix};
 pub use logger::HistoryLogger;
 pub use renderer::EzpzRenderer;
-pub use watch::{norms, observe, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ};
+pub use watch::{
+    norms, observe, readback_bytes, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ,
+};

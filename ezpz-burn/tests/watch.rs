@@ -7,6 +7,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use common::{assert_close, host_norm, memory_tracker, Net, WIDTH};
 use ezpz_burn::{norms, Watch};
+use ezpz_tracker::{HistogramBins, HistogramData};
 
 /// Every parameter of `net` with its expected path, value norm and gradient norm (`None`
 /// when it must have no gradient), computed on the host from `into_data`.
@@ -137,11 +138,43 @@ fn watch_logs_every_log_freq_steps_with_frozen_params_lacking_grads() {
     assert!(snap.histograms.is_empty(), "histograms are off by default");
 }
 
-#[test]
-fn histograms_hold_the_values_and_extra_metrics_join_the_row() {
+/// The histogram `watch` logged under `key`: bins made on the device.
+fn logged_bins(snap: &ezpz_tracker::MemorySnapshot, key: &str) -> (u64, HistogramBins) {
+    let h = snap.histograms.iter().find(|h| h.key == key);
+    let h = h.unwrap_or_else(|| panic!("no histogram {key}"));
+    match &h.data {
+        HistogramData::Bins(bins) => (h.step, (**bins).clone()),
+        HistogramData::Values(_) => panic!("{key}: raw values were read back"),
+    }
+}
+
+/// The host's binning of the values `into_data` reads.
+fn host_bins<const D: usize>(t: Tensor<D>) -> HistogramBins {
+    let values: Vec<f64> = t.into_data().iter().collect();
+    HistogramBins::from_values(&values)
+}
+
+/// Bins from the device equal the host's binning of the same values: the same counts, min
+/// and max exactly, sums up to f32 rounding.
+fn assert_same_bins(got: &HistogramBins, want: &HistogramBins, what: &str) {
+    assert_eq!(got.counts, want.counts, "{what}");
+    assert_eq!(
+        (got.min, got.max, got.nonfinite),
+        (want.min, want.max, 0),
+        "{what}"
+    );
+    assert_eq!(got.count(), want.count(), "{what}");
+    for (g, w) in [(got.sum, want.sum), (got.sum_squares, want.sum_squares)] {
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+            "{what}: {g} vs {w}"
+        );
+    }
+}
+
+fn check_histograms(device: &Device) {
     let (tracker, memory) = memory_tracker();
-    let device = ezpz_burn::cpu_device().autodiff();
-    let (net, grads) = net_and_grads(&device);
+    let (net, grads) = net_and_grads(device);
     let watch = Watch::new(&tracker).log_freq(1).hist_freq(2);
     watch.observe(&net, &grads);
     watch.observe_with(&net, &grads, |n| {
@@ -152,24 +185,17 @@ fn histograms_hold_the_values_and_extra_metrics_join_the_row() {
     });
     tracker.finish().unwrap();
     let snap = memory.snapshot();
-    let hist = |key: &str| {
-        let h = snap.histograms.iter().find(|h| h.key == key);
-        h.unwrap_or_else(|| panic!("no histogram {key}")).clone()
-    };
-    let weight = hist("params/hist/encoder.layers.1.proj.weight");
-    assert_eq!(weight.step, 2);
-    let values: Vec<f64> = net.encoder.layers[1]
-        .proj
-        .weight
-        .val()
-        .into_data()
-        .iter()
-        .collect();
-    assert_eq!(&*weight.values, &values[..]);
-    let gate_grad = hist("grads/hist/encoder.layers.0.gate");
+    let (step, weight) = logged_bins(&snap, "params/hist/encoder.layers.1.proj.weight");
+    assert_eq!(step, 2);
+    let want = host_bins(net.encoder.layers[1].proj.weight.val());
+    assert_eq!(weight.count(), (WIDTH * WIDTH) as u64);
+    assert_same_bins(&weight, &want, "encoder.layers.1.proj.weight");
+    let (_, gate_grad) = logged_bins(&snap, "grads/hist/encoder.layers.0.gate");
     let g = grads.get::<1>(net.encoder.layers[0].gate.id).unwrap();
-    let values: Vec<f64> = g.into_data().iter().collect();
-    assert_eq!(&*gate_grad.values, &values[..]);
+    assert_same_bins(&gate_grad, &host_bins(g), "grads of encoder.layers.0.gate");
+    let (_, head_grad) = logged_bins(&snap, "grads/hist/head.weight");
+    let g = grads.get::<2>(net.head.weight.id).unwrap();
+    assert_same_bins(&head_grad, &host_bins(g), "grads of head.weight");
     assert!(snap
         .histograms
         .iter()
@@ -180,6 +206,11 @@ fn histograms_hold_the_values_and_extra_metrics_join_the_row() {
     let twice = snap.series("grads/global_norm/twice");
     assert_eq!(twice.len(), 1);
     assert_eq!((twice[0].0, twice[0].1), (2, 2.0 * global[1].1));
+}
+
+#[test]
+fn histograms_are_binned_on_the_device_and_extra_metrics_join_the_row() {
+    check_histograms(&ezpz_burn::cpu_device().autodiff());
 }
 
 /// The same reference check on a GPU backend (Mesa's lavapipe where there is no GPU).
@@ -202,4 +233,6 @@ fn norms_match_the_reference_on_wgpu() {
         .find(|e| e.0 == "encoder.layers.2.proj.weight")
         .unwrap();
     assert_close(logged[0].1, e.2.unwrap(), "wgpu grads/norm");
+    // Histograms binned by the GPU's kernels.
+    check_histograms(&device);
 }

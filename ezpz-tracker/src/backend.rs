@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::histogram::HistogramData;
 pub use crate::record::Record;
 use crate::run_settings::RunSettings;
 use crate::value::Value;
@@ -141,13 +142,14 @@ fn png_bytes(img: &image::DynamicImage) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
-/// A histogram of values logged under a key (raw values; backends bucket them their way).
+/// A histogram logged under a key: raw values (backends bucket them their way) or bins made
+/// before (on a device, say).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramRecord {
     /// The histogram's name (`weights`).
     pub key: String,
-    /// The values (non-finite ones are kept; backends skip them when bucketing).
-    pub values: Arc<[f64]>,
+    /// The values or the bins.
+    pub data: HistogramData,
     /// The step at which it was logged.
     pub step: u64,
 }

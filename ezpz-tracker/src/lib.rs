@@ -209,6 +209,7 @@ pub mod config;
 mod dispatch;
 pub mod env;
 mod error;
+mod histogram;
 mod keys;
 #[cfg(any(feature = "mpi", test))]
 pub mod mpi;
@@ -248,6 +249,7 @@ pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
 pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
+pub use histogram::{HistogramBins, HistogramData, HISTOGRAM_BINS};
 pub use record::{Keys, Record};
 pub use registry::{register_backend, registered_backends, unregister_backend};
 pub use run_settings::RunSettings;

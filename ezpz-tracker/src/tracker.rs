@@ -12,6 +12,7 @@ use crate::backend::{
     Artifacts, Backend, HistogramRecord, ImageRecord, ImageSource, Record, RunStatus, Table,
 };
 use crate::dispatch::{deadline_after, now, Dispatch, Msg, OnRelease};
+use crate::histogram::{HistogramBins, HistogramData};
 use crate::pending::PendingRow;
 use crate::run_settings::RunSettings;
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
@@ -540,15 +541,42 @@ impl Tracker {
     /// tracker.log_histogram_at(7, "weights", vec![0.5, 1.5]);
     /// tracker.finish().unwrap();
     /// let histograms = memory.snapshot().histograms;
-    /// assert_eq!((histograms[0].step, &*histograms[0].values), (7, &[0.5, 1.5][..]));
+    /// assert_eq!((histograms[0].step, histograms[0].data.values()), (7, Some(&[0.5, 1.5][..])));
     /// ```
     pub fn log_histogram_at(&self, step: u64, key: &str, values: impl Into<Arc<[f64]>>) {
-        if !self.is_enabled() {
-            return;
+        if self.is_enabled() {
+            self.send_histogram(step, key, HistogramData::Values(values.into()));
         }
+    }
+
+    /// Logs a histogram already binned (a few numbers instead of every value: bins made on a
+    /// GPU, say) at the next step. TensorBoard draws its bins as they are; W&B gets them as
+    /// its `histogram` object.
+    pub fn log_histogram_bins(&self, key: &str, bins: HistogramBins) {
+        self.log_histogram_bins_at(self.next_step(), key, bins);
+    }
+
+    /// Logs a histogram already binned at an explicit step.
+    ///
+    /// ```
+    /// use ezpz_tracker::{HistogramBins, MemoryBackend, TrackerBuilder};
+    /// let memory = MemoryBackend::new();
+    /// let tracker = TrackerBuilder::new().backends("none").add_backend(memory.clone()).build().unwrap();
+    /// tracker.log_histogram_bins_at(7, "weights", HistogramBins::from_values(&[0.5, 1.5]));
+    /// tracker.finish().unwrap();
+    /// let histograms = memory.snapshot().histograms;
+    /// assert_eq!(histograms[0].data.bins().count(), 2);
+    /// ```
+    pub fn log_histogram_bins_at(&self, step: u64, key: &str, bins: HistogramBins) {
+        if self.is_enabled() {
+            self.send_histogram(step, key, HistogramData::Bins(Arc::new(bins)));
+        }
+    }
+
+    fn send_histogram(&self, step: u64, key: &str, data: HistogramData) {
         let histogram = Arc::new(HistogramRecord {
             key: key.to_string(),
-            values: values.into(),
+            data,
             step,
         });
         self.fan_out(move || Msg::Histogram(histogram.clone()));

@@ -12,11 +12,30 @@ import json
 import sys
 
 from PIL import Image
+from tensorboard import data_compat
 from tensorboard.backend.event_processing import event_accumulator as ea_mod
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.util import tensor_util
 
 
 def f(x):
     return repr(float(x))
+
+
+def drawn(tag, h):
+    """The buckets TensorBoard's histogram dashboard draws: [left, right, count] each, from
+    TensorBoard's own conversion of the stored histogram."""
+    proto = summary_pb2.HistogramProto(
+        min=h.min,
+        max=h.max,
+        num=h.num,
+        sum=h.sum,
+        sum_squares=h.sum_squares,
+        bucket_limit=h.bucket_limit,
+        bucket=h.bucket,
+    )
+    value = data_compat.migrate_value(summary_pb2.Summary.Value(tag=tag, histo=proto))
+    return [[f(x) for x in row] for row in tensor_util.make_ndarray(value.tensor).tolist()]
 
 
 def main(logdir):
@@ -66,6 +85,9 @@ def main(logdir):
                 "sum_squares": f(e.histogram_value.sum_squares),
                 "bucket_total": f(sum(e.histogram_value.bucket)),
                 "buckets": len(e.histogram_value.bucket),
+                "bucket_limit": [f(x) for x in e.histogram_value.bucket_limit],
+                "bucket": [f(x) for x in e.histogram_value.bucket],
+                "drawn": drawn(t, e.histogram_value),
             }
             for e in ea.Histograms(t)
         ]

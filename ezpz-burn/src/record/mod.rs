@@ -389,8 +389,8 @@ impl Recorder {
         }
         row.push(("epoch".into(), Value::I64(self.epoch as i64)));
         self.tracker.log_at(step, row);
-        for (key, values) in histograms {
-            self.tracker.log_histogram_at(step, &key, values);
+        for (key, bins) in histograms {
+            self.tracker.log_histogram_bins_at(step, &key, bins);
         }
     }
 
@@ -398,8 +398,8 @@ impl Recorder {
         if !row.metrics.is_empty() {
             self.tracker.log_at(row.step, row.metrics);
         }
-        for (key, values) in row.histograms {
-            self.tracker.log_histogram_at(row.step, &key, values);
+        for (key, bins) in row.histograms {
+            self.tracker.log_histogram_bins_at(row.step, &key, bins);
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Watch rows waiting for the recorder to reach their step.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use ezpz_tracker::Metric;
+use ezpz_tracker::{HistogramBins, Metric};
 
 /// Most rows held back; past it a watch logs directly (the recorder is far behind).
 const MAX_QUEUED: usize = 1024;
@@ -13,7 +13,8 @@ const MAX_QUEUED: usize = 1024;
 pub(crate) struct WatchRow {
     pub step: u64,
     pub metrics: Vec<Metric>,
-    pub histograms: Vec<(String, Arc<[f64]>)>,
+    /// Histograms binned on the device.
+    pub histograms: Vec<(String, HistogramBins)>,
 }
 
 /// A [`Watch`](crate::Watch) runs in `TrainStep::optimize`, ahead of burn's event thread on

@@ -12,7 +12,7 @@ use burn::optim::GradientsParams;
 use ezpz_tracker::{Metric, Tracker, Value, WeakTracker};
 
 use crate::record::{WatchQueue, WatchRow};
-pub use collect::{norms, Norms, ParamNorm};
+pub use collect::{norms, readback_bytes, Norms, ParamNorm};
 use counter::StepCounters;
 
 /// The default [`Watch::log_freq`].
@@ -48,7 +48,11 @@ impl WatchLog {
 /// strategy, where every device thread calls `optimize` with its replica, the step is logged
 /// once, by the first thread that reaches it. A step is logged when it is a multiple of the
 /// frequency. Norms are computed on the model's device and read back in one transfer per
-/// logged step (histogram values join the same transfer). Squares are summed in `f32`.
+/// logged step. Histograms are binned on the device too, 64 equal bins over each tensor's
+/// finite range as `wandb.watch` does, and only their counts, min, max, sum and sum of squares
+/// join the same transfer (a few hundred bytes per tensor, whatever its size; NaN and ±inf are
+/// counted apart, see [`HistogramBins`](ezpz_tracker::HistogramBins)). Squares and bins are
+/// computed in `f32`.
 ///
 /// Keys: `params/norm/<path>`, `grads/norm/<path>`, `params/global_norm`,
 /// `grads/global_norm` (see [`Norms::metrics`]); histograms `params/hist/<path>` and
@@ -126,7 +130,8 @@ impl Watch {
     }
 
     /// Logs histograms of every parameter and gradient every `n` steps (`0`, the default,
-    /// turns them off). They cost a transfer of the whole model: keep `n` large.
+    /// turns them off). They are binned on the device (about ten passes over every value, no
+    /// extra transfer of the values).
     pub fn hist_freq(mut self, n: u64) -> Self {
         self.hist_freq = n;
         self
@@ -307,8 +312,8 @@ impl Watch {
         if !row.metrics.is_empty() {
             self.tracker.log_at(row.step, row.metrics);
         }
-        for (key, values) in row.histograms {
-            self.tracker.log_histogram_at(row.step, &key, values);
+        for (key, bins) in row.histograms {
+            self.tracker.log_histogram_bins_at(row.step, &key, bins);
         }
     }
 }
@@ -348,33 +353,59 @@ mod tests {
         assert!(Watch::uninstall().is_none());
     }
 
-    #[test]
-    fn one_device_read_per_logged_step_histograms_included() {
+    /// Steps 2, 4 and 6 of a watch logging norms and histograms every 2 steps: the device
+    /// reads and bytes they made, and what the tracker got.
+    fn watch_six_steps(d_in: usize, d_out: usize) -> (u64, u64, ezpz_tracker::MemorySnapshot) {
         let (tracker, memory) = crate::test_support::memory_tracker();
         let device = crate::cpu_device().autodiff();
-        let model: Linear = LinearConfig::new(3, 2).init(&device);
-        let loss = model.forward(Tensor::<2>::ones([4, 3], &device)).sum();
+        let model: Linear = LinearConfig::new(d_in, d_out).init(&device);
+        let loss = model.forward(Tensor::<2>::ones([4, d_in], &device)).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let watch = Watch::new(&tracker)
             .log_freq(2)
             .hist_freq(2)
             .wandb_names(true);
-        let before = collect::READBACKS.with(|n| n.get());
+        let reads = collect::READBACKS.with(|n| n.get());
+        let bytes = collect::READBACK_BYTES_HERE.with(|n| n.get());
         for _ in 0..6 {
             watch.observe(&model, &grads);
         }
-        // Steps 2, 4 and 6 log norms and histograms of 2 parameters and 2 gradients.
-        assert_eq!(collect::READBACKS.with(|n| n.get()) - before, 3);
+        let reads = collect::READBACKS.with(|n| n.get()) - reads;
+        let bytes = collect::READBACK_BYTES_HERE.with(|n| n.get()) - bytes;
         tracker.finish().unwrap();
-        let snap = memory.snapshot();
+        (reads, bytes, memory.snapshot())
+    }
+
+    #[test]
+    fn one_device_read_per_logged_step_histograms_included() {
+        let (reads, small_bytes, snap) = watch_six_steps(3, 2);
+        // Steps 2, 4 and 6 log norms and histograms of 2 parameters and 2 gradients.
+        assert_eq!(reads, 3);
         assert_eq!(snap.histograms.len(), 3 * 4);
-        assert!(snap.histograms.iter().any(|h| h.key == "gradients/weight"));
+        let weight = snap.histograms.iter().find(|h| h.key == "gradients/weight");
+        let bins = weight.unwrap().data.bins();
+        assert_eq!((bins.counts.len(), bins.count()), (64, 6));
         let steps: Vec<u64> = snap
             .series("gradients/global_norm")
             .iter()
             .map(|p| p.0)
             .collect();
         assert_eq!(steps, [2, 4, 6]);
+        // Only bins come back: a model 10,000 times larger reads back the same bytes.
+        let (reads, large_bytes, snap) = watch_six_steps(300, 200);
+        assert_eq!(reads, 3);
+        assert_eq!(large_bytes, small_bytes);
+        let weight = snap
+            .histograms
+            .iter()
+            .find(|h| h.key == "parameters/weight");
+        assert_eq!(weight.unwrap().data.bins().count(), 60_000);
+        // Per step, each of the 4 vectors: its squared sum and 4 statistics in f32, 65 counts.
+        let per_step = small_bytes / 3;
+        assert!(
+            per_step == 4 * (5 * 4 + 65 * 4) || per_step == 4 * (5 * 4 + 65 * 8),
+            "{per_step} bytes per step"
+        );
     }
 
     #[test]

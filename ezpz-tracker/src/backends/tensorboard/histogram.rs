@@ -5,10 +5,16 @@
 //! `0` in the middle. A value `v` falls in the first bucket whose edge is greater than `v`.
 //! Runs of empty buckets are written as one (TensorFlow's `EncodeToProto` without
 //! `preserve_zero_buckets`), so a histogram costs at most two entries per value bucket.
+//!
+//! A histogram binned before ([`HistogramBins`]) keeps its bins: bucket `i` is bin `i`, its
+//! limit the bin's right edge. TensorBoard's reader (`data_compat._migrate_histogram_value`)
+//! drops the empty buckets at both ends and takes `min`/`max` (the values' own) as the outer
+//! edges of the first and last non-empty bucket.
 
 use std::sync::OnceLock;
 
 use super::proto::HistogramProto;
+use crate::histogram::HistogramBins;
 
 /// The right edges of TensorBoard's default buckets, ascending.
 pub fn default_bucket_limits() -> &'static [f64] {
@@ -29,8 +35,11 @@ pub fn default_bucket_limits() -> &'static [f64] {
     })
 }
 
-/// Buckets the finite values of `values`; `None` when there are none.
-pub fn histogram(values: &[f64]) -> Option<HistogramProto> {
+/// Buckets the finite values of `values`.
+///
+/// # Errors
+/// What is wrong when there are no finite values.
+pub fn histogram(values: &[f64]) -> Result<HistogramProto, &'static str> {
     let limits = default_bucket_limits();
     let mut counts = vec![0.0f64; limits.len()];
     let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -48,7 +57,7 @@ pub fn histogram(values: &[f64]) -> Option<HistogramProto> {
         sum_squares += v * v;
     }
     if num == 0.0 {
-        return None;
+        return Err("has no finite values");
     }
     let mut bucket_limit = Vec::new();
     let mut bucket = Vec::new();
@@ -65,7 +74,7 @@ pub fn histogram(values: &[f64]) -> Option<HistogramProto> {
         bucket_limit.push(end);
         bucket.push(count);
     }
-    Some(HistogramProto {
+    Ok(HistogramProto {
         min,
         max,
         num,
@@ -73,6 +82,25 @@ pub fn histogram(values: &[f64]) -> Option<HistogramProto> {
         sum_squares,
         bucket_limit,
         bucket,
+    })
+}
+
+/// The bins as they are.
+///
+/// # Errors
+/// What is wrong with `bins` when no histogram can be drawn from them.
+pub fn from_bins(bins: &HistogramBins) -> Result<HistogramProto, &'static str> {
+    if let Some(problem) = bins.problem() {
+        return Err(problem);
+    }
+    Ok(HistogramProto {
+        min: bins.min,
+        max: bins.max,
+        num: bins.count() as f64,
+        sum: bins.sum,
+        sum_squares: bins.sum_squares,
+        bucket_limit: bins.edges()[1..].to_vec(),
+        bucket: bins.counts.iter().map(|&c| c as f64).collect(),
     })
 }
 
@@ -119,7 +147,25 @@ mod tests {
 
     #[test]
     fn only_non_finite_values_make_no_histogram() {
-        assert!(histogram(&[f64::NAN, f64::NEG_INFINITY]).is_none());
-        assert!(histogram(&[]).is_none());
+        assert!(histogram(&[f64::NAN, f64::NEG_INFINITY]).is_err());
+        assert!(histogram(&[]).is_err());
+    }
+
+    #[test]
+    fn bins_are_written_as_they_are() {
+        let bins = HistogramBins::from_values(&[1.0, 2.0, 3.0, 4.0, 5.0, f64::NAN]);
+        let h = from_bins(&bins).unwrap();
+        assert_eq!(
+            (h.min, h.max, h.num, h.sum, h.sum_squares),
+            (1.0, 5.0, 5.0, 15.0, 55.0)
+        );
+        assert_eq!(h.bucket_limit.len(), 64);
+        assert_eq!((h.bucket_limit[0], h.bucket_limit[63]), (1.0625, 5.0));
+        assert_eq!(h.bucket.iter().sum::<f64>(), 5.0);
+        assert_eq!((h.bucket[0], h.bucket[16], h.bucket[63]), (1.0, 1.0, 1.0));
+        let one = from_bins(&HistogramBins::from_values(&[2.0])).unwrap();
+        assert_eq!((one.min, one.max, one.bucket[32]), (2.0, 2.0, 1.0));
+        let empty = HistogramBins::from_values(&[f64::NAN]);
+        assert_eq!(from_bins(&empty), Err("has no finite values"));
     }
 }

@@ -8,8 +8,9 @@
 //!   keys TensorBoard's writers would reject are renamed, with one warning each;
 //! - configuration → text under the tag `config`: a markdown table of the flattened, merged
 //!   configuration (re-written when more is logged);
-//! - a table → text (markdown table); an image → an image summary (PNG); a histogram →
-//!   a histogram with TensorBoard's default exponential buckets (non-finite values left out).
+//! - a table → text (markdown table); an image → an image summary (PNG); a histogram of raw
+//!   values → a histogram with TensorBoard's default exponential buckets (non-finite values
+//!   left out); a binned histogram → a histogram with exactly its bins.
 //!
 //! Events are framed as TFRecords and reach the file only as whole records, at every flush
 //! (the worker flushes at least once a second) and at finish: TensorBoard tails the file
@@ -23,6 +24,7 @@ use crate::backend::{
 };
 use crate::backends::appender::Appender;
 use crate::config::merge_json;
+use crate::histogram::HistogramData;
 use crate::value::Value;
 use crate::{Error, Result};
 
@@ -218,12 +220,14 @@ impl Backend for TensorBoardBackend {
     fn log_histogram(&mut self, h: &HistogramRecord) -> Result<()> {
         let tag = self.tags.tag(&h.key).to_string();
         self.warn_new_keys();
-        let Some(histo) = histogram::histogram(&h.values) else {
-            return Err(Error::Invalid {
-                what: "histogram",
-                message: format!("`{}` has no finite values; not written", h.key),
-            });
+        let histo = match &h.data {
+            HistogramData::Values(values) => histogram::histogram(values),
+            HistogramData::Bins(bins) => histogram::from_bins(bins),
         };
+        let histo = histo.map_err(|problem| Error::Invalid {
+            what: "histogram",
+            message: format!("`{}` {problem}; not written", h.key),
+        })?;
         self.write_one(h.step, SummaryValue::histogram(tag, histo))
     }
 

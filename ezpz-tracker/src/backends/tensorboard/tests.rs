@@ -87,7 +87,7 @@ fn every_kind_of_call_becomes_the_documented_event() {
     .unwrap();
     b.log_histogram(&HistogramRecord {
         key: "w".into(),
-        values: Arc::from(vec![1.0, 2.0, 2.0, f64::NAN]),
+        data: HistogramData::Values(Arc::from(vec![1.0, 2.0, 2.0, f64::NAN])),
         step: 3,
     })
     .unwrap();
@@ -198,7 +198,7 @@ fn an_empty_histogram_is_an_error_naming_it() {
     let err = b
         .log_histogram(&HistogramRecord {
             key: "grads".into(),
-            values: Arc::from(vec![f64::NAN]),
+            data: HistogramData::Values(Arc::from(vec![f64::NAN])),
             step: 0,
         })
         .unwrap_err();

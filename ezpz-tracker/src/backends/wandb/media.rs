@@ -8,13 +8,11 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::{Artifacts, EncodedImage, Table};
 use crate::backends::appender::{copy_into, file_stem};
+use crate::histogram::HistogramBins;
 use crate::value::Value;
 use crate::{Error, Result};
 
 use super::history::{json_string, value_json};
-
-/// Bins of a W&B histogram (the client's default).
-pub const HISTOGRAM_BINS: usize = 64;
 
 /// A media value for a history row, and the files it needs uploaded.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,38 +124,24 @@ pub fn image(
     })
 }
 
-/// A `histogram` object: 64 equal bins over the finite values' range (numpy's rule: a single
-/// value `v` spans `[v - 0.5, v + 0.5]`). `None` when no value is finite.
-pub fn histogram(key: &str, values: &[f64]) -> Option<Media> {
-    let finite = values.iter().copied().filter(|v| v.is_finite());
-    let (lo, hi) = finite.clone().fold(None, |acc: Option<(f64, f64)>, v| {
-        Some(acc.map_or((v, v), |(l, h)| (l.min(v), h.max(v))))
-    })?;
-    let (lo, hi) = if lo == hi {
-        (lo - 0.5, hi + 0.5)
-    } else {
-        (lo, hi)
-    };
-    let width = (hi - lo) / HISTOGRAM_BINS as f64;
-    let mut counts = [0u64; HISTOGRAM_BINS];
-    for v in finite {
-        let i = (((v - lo) / (hi - lo)) * HISTOGRAM_BINS as f64) as usize;
-        counts[i.min(HISTOGRAM_BINS - 1)] += 1;
+/// A `histogram` object: `{"_type": "histogram", "values": counts, "bins": edges}` (the
+/// client's 64 equal bins for raw values, [`HistogramBins::from_values`]).
+///
+/// # Errors
+/// What is wrong when the bins cannot be drawn (no finite value).
+pub fn histogram(key: &str, bins: &HistogramBins) -> Result<Media, &'static str> {
+    if let Some(problem) = bins.problem() {
+        return Err(problem);
     }
     let mut json = String::from("{\"_type\":\"histogram\",\"values\":[");
-    push_joined(&mut json, counts.iter().map(u64::to_string));
+    push_joined(&mut json, bins.counts.iter().map(u64::to_string));
     json.push_str("],\"bins\":[");
-    let edges = (0..=HISTOGRAM_BINS).map(|i| {
-        let e = if i == HISTOGRAM_BINS {
-            hi
-        } else {
-            lo + width * i as f64
-        };
-        value_json(&Value::F64(e))
-    });
-    push_joined(&mut json, edges);
+    push_joined(
+        &mut json,
+        bins.edges().into_iter().map(|e| value_json(&Value::F64(e))),
+    );
     json.push_str("]}");
-    Some(Media {
+    Ok(Media {
         key: key.to_string(),
         json,
         files: Vec::new(),
@@ -235,7 +219,8 @@ mod tests {
     fn histogram_matches_the_clients_bins() {
         // The real client gives, for [1, 2, 3, 4, 5]: bins 1, 1.0625, …, 5 and a count of 1 in
         // bins 0, 16, 32, 48 and 63.
-        let h = histogram("h", &[1.0, 2.0, 3.0, 4.0, 5.0, f64::NAN]).unwrap();
+        let raw = |values: &[f64]| histogram("h", &HistogramBins::from_values(values));
+        let h = raw(&[1.0, 2.0, 3.0, 4.0, 5.0, f64::NAN]).unwrap();
         let v = parse(&h.json);
         assert_eq!(v["_type"], "histogram");
         let bins: Vec<f64> = serde_json::from_value(v["bins"].clone()).unwrap();
@@ -245,8 +230,8 @@ mod tests {
         let ones: Vec<usize> = (0..64).filter(|i| counts[*i] == 1).collect();
         assert_eq!(ones, [0, 16, 32, 48, 63]);
         assert_eq!(counts.iter().sum::<u64>(), 5);
-        assert!(histogram("h", &[f64::NAN]).is_none());
-        let single = parse(&histogram("h", &[2.0]).unwrap().json);
+        assert_eq!(raw(&[f64::NAN]), Err("has no finite values"));
+        let single = parse(&raw(&[2.0]).unwrap().json);
         assert_eq!(single["bins"][0], 1.5);
     }
 

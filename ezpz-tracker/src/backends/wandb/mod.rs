@@ -407,11 +407,11 @@ impl Backend for WandbBackend {
 
     fn log_histogram(&mut self, histogram: &HistogramRecord) -> Result<()> {
         let Some(a) = self.live() else { return Ok(()) };
-        match media::histogram(&histogram.key, &histogram.values) {
-            Some(m) => a.add_media(m, histogram.step),
-            None => Err(Error::Invalid {
+        match media::histogram(&histogram.key, &histogram.data.bins()) {
+            Ok(m) => a.add_media(m, histogram.step),
+            Err(problem) => Err(Error::Invalid {
                 what: "histogram",
-                message: format!("`{}` has no finite values; not logged", histogram.key),
+                message: format!("`{}` {problem}; not logged", histogram.key),
             }),
         }
     }
