@@ -173,7 +173,8 @@
 //! ```
 //! then, in `impl TrainStep for Model`, the two-line `optimize` of the Quick start:
 //! [`observe`] before `optim.step(..)`. burn calls `optimize` with the final gradients (after
-//! accumulation), so the steps are optimizer steps. Each logged step reads all norms back
+//! accumulation), so the steps are optimizer steps; its sharded multi-device optimizer calls
+//! `optimize_multi` instead, where `observe` takes the `MultiGradientsParams` the same way. Each logged step reads all norms back
 //! from the device in one transfer. Keys: `params/norm/<path>`, `grads/norm/<path>`,
 //! `params/global_norm`, `grads/global_norm`, histograms `params/hist/<path>` and
 //! `grads/hist/<path>`, where `<path>` is the module path (`encoder.layers.0.mha.query.weight`).
@@ -255,4 +256,6 @@ pub use error::{Error, Result};
 pub use logger::keys::{key_segment, split_prefix};
 pub use logger::HistoryLogger;
 pub use renderer::EzpzRenderer;
-pub use watch::{norms, observe, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ};
+pub use watch::{
+    norms, observe, Gradients, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ,
+};

@@ -329,26 +329,34 @@ fn the_evaluators_test_split_is_logged_at_the_runs_step() {
     assert_eq!(snap.finished, Some(RunStatus::Finished));
 }
 
-#[test]
-fn two_devices_step_and_watch_once_per_optimizer_step() {
+/// burn's multi-device strategy: `optimize` (`OptimMainDevice`) or `optimize_multi`
+/// (`OptimSharded`) once per step of two batches (one per device).
+fn two_devices_step_and_watch_once_per_optimizer_step(optim: MultiDeviceOptim) {
     let dir = tempfile::tempdir().unwrap();
     let (tracker, memory) = memory_tracker();
     let watch = Watch::new(&tracker).log_freq(1);
     let device = ezpz_burn::cpu_device();
-    let strategy = ExecutionStrategy::MultiDevice(
-        vec![device.clone(), device],
-        MultiDeviceOptim::OptimMainDevice,
-    );
+    let strategy = ExecutionStrategy::MultiDevice(vec![device.clone(), device], optim);
     let attach = Attach::new(&tracker).devices(2).watch(&watch);
     train_in(dir.path(), 1, 0.05, Some(watch.clone()), |t| {
         t.with_training_strategy(strategy.into()).with_ezpz(attach)
     });
     let snap = memory.snapshot();
-    // burn called `optimize` once per step of two batches (one per device).
+    // 5 batches over 2 devices: 3 optimizer steps.
     let optimizer_steps = watch.step();
-    assert!(optimizer_steps >= 2, "{optimizer_steps}");
+    assert_eq!(optimizer_steps, TRAIN_BATCHES.div_ceil(2), "{optim:?}");
     let all: Vec<u64> = (1..=optimizer_steps).collect();
     assert_eq!(steps(&snap.series("grads/global_norm")), all);
     assert_eq!(steps(&snap.series("train/loss")), all);
     assert_eq!(steps(&snap.series("valid/epoch/loss")), [optimizer_steps]);
+}
+
+#[test]
+fn two_devices_optimizing_on_the_main_device_step_and_watch_once_per_step() {
+    two_devices_step_and_watch_once_per_optimizer_step(MultiDeviceOptim::OptimMainDevice);
+}
+
+#[test]
+fn two_devices_optimizing_sharded_step_and_watch_once_per_step() {
+    two_devices_step_and_watch_once_per_optimizer_step(MultiDeviceOptim::OptimSharded);
 }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
+
+use super::grads::Gradients;
 use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::{Error, Result};
@@ -63,7 +64,7 @@ pub(crate) struct Readout {
 ///
 /// # Errors
 /// The device failed to hand back the result ([`Error::Readback`]).
-pub fn norms<M: Module>(model: &M, grads: &GradientsParams) -> Result<Norms> {
+pub fn norms<M: Module, G: Gradients>(model: &M, grads: &G) -> Result<Norms> {
     collect(model, grads, false).map(|r| r.norms)
 }
 
@@ -79,8 +80,8 @@ const MAX_STACK_ELEMENTS: usize = 1 << 24;
 
 /// Walks the module, flattening every parameter and gradient to one `f32` vector on the first
 /// parameter's device. Vectors are numbered in order: parameter, then its gradient if any.
-struct Collector<'a> {
-    grads: &'a GradientsParams,
+struct Collector<'a, G> {
+    grads: &'a G,
     path: Vec<String>,
     device: Option<Device>,
     vectors: Vec<Tensor<1>>,
@@ -93,7 +94,7 @@ struct Entry {
     has_grad: bool,
 }
 
-impl Collector<'_> {
+impl<G> Collector<'_, G> {
     /// Flat, on the first parameter's device, in f32 (half precision would overflow the
     /// squares; mixed dtypes could not be concatenated).
     fn flat<const D: usize>(&mut self, t: Tensor<D>) -> Tensor<1> {
@@ -106,7 +107,7 @@ impl Collector<'_> {
     }
 }
 
-impl ModuleVisitor for Collector<'_> {
+impl<G: Gradients> ModuleVisitor for Collector<'_, G> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -117,7 +118,7 @@ impl ModuleVisitor for Collector<'_> {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = self.flat(param.val());
-        let grad = self.grads.get::<D>(param.id).map(|g| self.flat(g));
+        let grad = self.grads.grad::<D>(param.id).map(|g| self.flat(g));
         let numel = value.shape().num_elements();
         self.vectors.push(value);
         let has_grad = grad.is_some();
@@ -164,9 +165,9 @@ fn squared_sums(vectors: &[Tensor<1>], max_stack: usize) -> (Vec<Tensor<1>>, Vec
     (sums, order)
 }
 
-pub(crate) fn collect<M: Module>(
+pub(crate) fn collect<M: Module, G: Gradients>(
     model: &M,
-    grads: &GradientsParams,
+    grads: &G,
     histograms: bool,
 ) -> Result<Readout> {
     let mut c = Collector {
