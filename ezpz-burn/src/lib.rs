@@ -256,6 +256,4 @@ pub use error::{Error, Result};
 pub use logger::keys::{key_segment, split_prefix};
 pub use logger::HistoryLogger;
 pub use renderer::EzpzRenderer;
-pub use watch::{
-    norms, observe, Gradients, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ,
-};
+pub use watch::{norms, observe, Gradients, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ};

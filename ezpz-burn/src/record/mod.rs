@@ -86,6 +86,19 @@ fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The accumulator of metric `id` in `list` (a new one, appended, the first time): metrics
+/// keep the order burn first reported them in.
+fn per_metric<T: Default>(list: &mut Vec<(MetricId, T)>, id: MetricId) -> &mut T {
+    let at = match list.iter().position(|(m, _)| *m == id) {
+        Some(at) => at,
+        None => {
+            list.push((id, T::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[at].1
+}
+
 /// The key prefix of burn's `Evaluator` test named `name`: `test`, or `test/<name>` for a
 /// name other than "test".
 fn test_prefix(name: &str) -> String {
@@ -218,10 +231,7 @@ impl Recorder {
                 }
                 let (_, values) = self.step_row.get_or_insert_with(|| (step, Vec::new()));
                 for (id, entry) in self.pending.drain(..) {
-                    match values.iter_mut().find(|(m, _)| *m == id) {
-                        Some((_, entries)) => entries.push(entry),
-                        None => values.push((id, vec![entry])),
-                    }
+                    per_metric::<Vec<_>>(values, id).push(entry);
                 }
                 if complete {
                     self.flush_step();
@@ -232,14 +242,7 @@ impl Recorder {
             Kind::Valid => self.pending.clear(),
             Kind::Test => {
                 for (id, entry) in self.pending.drain(..) {
-                    match self.test.iter_mut().find(|(m, _)| *m == id) {
-                        Some((_, mean)) => mean.push(&entry),
-                        None => {
-                            let mut mean = EntryMean::default();
-                            mean.push(&entry);
-                            self.test.push((id, mean));
-                        }
-                    }
+                    per_metric::<EntryMean>(&mut self.test, id).push(&entry);
                 }
             }
         }

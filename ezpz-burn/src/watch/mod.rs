@@ -13,8 +13,8 @@ use ezpz_tracker::{Metric, Tracker, Value, WeakTracker};
 
 use crate::record::{WatchQueue, WatchRow};
 pub use collect::{norms, Norms, ParamNorm};
-pub use grads::Gradients;
 use counter::StepCounters;
+pub use grads::Gradients;
 
 /// The default [`Watch::log_freq`].
 pub const DEFAULT_LOG_FREQ: u64 = 100;
@@ -418,7 +418,12 @@ mod tests {
         let (a, b) = (grads_of(1.0), grads_of(-3.0));
         let weight = model.weight.id;
         let sum = a.get::<2>(weight).unwrap() + b.get::<2>(weight).unwrap();
-        let expected = sum.into_data().iter::<f64>().map(|v| v * v).sum::<f64>().sqrt();
+        let expected = sum
+            .into_data()
+            .iter::<f64>()
+            .map(|v| v * v)
+            .sum::<f64>()
+            .sqrt();
         let multi = MultiGradientsParams {
             grads: vec![(a, device.clone()), (b, device.clone())],
         };
@@ -431,6 +436,9 @@ mod tests {
         let norms = snap.series("grads/norm/weight");
         assert_eq!(norms.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2]);
         let tol = 1e-5 * expected.max(1.0);
-        assert!((norms[0].1 - expected).abs() <= tol, "{norms:?} vs {expected}");
+        assert!(
+            (norms[0].1 - expected).abs() <= tol,
+            "{norms:?} vs {expected}"
+        );
     }
 }
