@@ -292,6 +292,81 @@ fn a_resumed_training_continues_the_steps_and_keeps_the_best_checkpoint() {
     assert_eq!(valid_epochs, expected);
 }
 
+/// A tracker writing plain files into `outdir` (artifacts under `artifacts/<label>/`).
+fn csv_tracker(outdir: &Path) -> Tracker {
+    ezpz_tracker::TrackerBuilder::new()
+        .backends("csv")
+        .outdir(outdir)
+        .report(false)
+        .build()
+        .unwrap()
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_checkpoints_burn_kept_are_logged_as_an_artifact_unless_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (burn_dir, outdir) = (dir.path().join("burn"), dir.path().join("run"));
+    let tracker = csv_tracker(&outdir);
+    train_in(&burn_dir, 3, 0.05, None, |t| {
+        t.with_default_checkpointers()
+            .with_ezpz(Attach::new(&tracker).artifact_dir(&burn_dir))
+    });
+    // burn's default strategy keeps the last two epochs' model, optimizer and scheduler
+    // (and the best one, here the last); the artifact holds exactly what burn kept.
+    let kept = files_under(&burn_dir.join("checkpoint"));
+    assert!(kept.contains(&"model-3.bpk".to_string()), "{kept:?}");
+    assert!(!kept.contains(&"model-1.bpk".to_string()), "{kept:?}");
+    let logged = files_under(&outdir.join("artifacts/burn_checkpoints"));
+    let logged: Vec<String> = logged
+        .iter()
+        .map(|f| f.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(logged, kept);
+    let copied = outdir.join("artifacts/burn_checkpoints");
+    let model = files_under(&copied)
+        .into_iter()
+        .find(|f| f.ends_with("model-3.bpk"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(copied.join(model)).unwrap(),
+        std::fs::read(burn_dir.join("checkpoint/model-3.bpk")).unwrap(),
+        "the artifact is the complete file"
+    );
+
+    // Opted out: nothing logged.
+    let dir = tempfile::tempdir().unwrap();
+    let (burn_dir, outdir) = (dir.path().join("burn"), dir.path().join("run"));
+    let tracker = csv_tracker(&outdir);
+    train_in(&burn_dir, 1, 0.05, None, |t| {
+        t.with_default_checkpointers().with_ezpz(
+            Attach::new(&tracker)
+                .artifact_dir(&burn_dir)
+                .log_checkpoints(false),
+        )
+    });
+    assert!(!files_under(&burn_dir.join("checkpoint")).is_empty());
+    assert!(!outdir.join("artifacts").exists());
+}
+
 #[test]
 fn the_evaluators_test_split_is_logged_at_the_runs_step() {
     let dir = tempfile::tempdir().unwrap();

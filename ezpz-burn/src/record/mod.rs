@@ -10,6 +10,7 @@ pub(crate) mod resume;
 mod steps;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,6 +36,8 @@ pub(crate) struct RecorderOptions {
     pub finish_at_end: bool,
     /// Where a linked watch hands its rows over.
     pub queue: Option<Arc<WatchQueue>>,
+    /// burn's checkpoint directory, logged as an artifact when training ends.
+    pub checkpoints: Option<PathBuf>,
 }
 
 pub(crate) struct Recorder {
@@ -56,6 +59,7 @@ pub(crate) struct Recorder {
     /// The test split's running means (burn sends no end-of-split values there).
     test: Vec<(MetricId, EntryMean)>,
     queue: Option<Arc<WatchQueue>>,
+    checkpoints: Option<PathBuf>,
     finish_at_end: bool,
     started: Option<Instant>,
     ended: bool,
@@ -125,6 +129,7 @@ impl Recorder {
             step_row: None,
             test: Vec::new(),
             queue: options.queue,
+            checkpoints: options.checkpoints,
             finish_at_end: options.finish_at_end,
             started: None,
             ended: false,
@@ -329,11 +334,25 @@ impl Recorder {
                 "duration_s": duration,
                 "ended_at": now_unix(),
             }}));
+            self.log_checkpoints();
         }
         if self.finish_at_end {
             if let Err(e) = self.tracker.finish() {
                 ezpz_tracker::warn!("ezpz: finishing the run at the end of training: {e}");
             }
+        }
+    }
+
+    /// The checkpoints burn kept, as one artifact. burn has written them by now: its
+    /// checkpointer threads are joined when the training loop returns, before training's
+    /// end reaches the renderer (burn-train `src/checkpoint/async_checkpoint.rs`, `Drop`).
+    fn log_checkpoints(&self) {
+        let Some(dir) = &self.checkpoints else {
+            return;
+        };
+        if dir.is_dir() {
+            self.tracker
+                .log_artifacts([("burn_checkpoints", dir.clone())]);
         }
     }
 
@@ -436,6 +455,7 @@ mod tests {
                 accumulation: 1,
                 finish_at_end: true,
                 queue,
+                checkpoints: None,
             },
         )
     }
