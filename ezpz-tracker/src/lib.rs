@@ -199,6 +199,7 @@ mod aggregate;
 mod backend;
 pub mod backends;
 pub mod config;
+mod definition;
 mod dispatch;
 pub mod env;
 mod error;
@@ -235,6 +236,7 @@ pub use backends::mlflow::{MlflowBackend, MlflowOptions};
 pub use backends::tensorboard::TensorBoardBackend;
 #[cfg(feature = "wandb")]
 pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
+pub use definition::{Goal, MetricDefinition};
 pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};
