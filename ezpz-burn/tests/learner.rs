@@ -17,7 +17,7 @@ use burn::train::{
 };
 use common::{memory_tracker, rows, CaptureRenderer, Net, RowBatcher};
 use ezpz_burn::{Attach, EvaluatorBuilderExt, SupervisedTrainingExt, Watch};
-use ezpz_tracker::{MemoryBackend, RunStatus, Tracker};
+use ezpz_tracker::{Goal, MemoryBackend, RunStatus, Tracker};
 
 const TRAIN_ROWS: usize = 40;
 const VALID_ROWS: usize = 16;
@@ -126,6 +126,22 @@ fn every_key_is_on_the_optimizer_step_with_accumulation_and_validation() {
     assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
     assert_eq!(snap.config["burn"]["last_step"], 2 * per_epoch);
     assert_eq!(snap.finished, Some(RunStatus::Finished));
+
+    // burn's `LossMetric` is lower-is-better: each of its keys is defined so, once.
+    let defined: Vec<(&str, Option<Goal>)> = snap
+        .definitions
+        .iter()
+        .map(|d| (d.key.as_str(), d.goal))
+        .collect();
+    let minimize = Some(Goal::Minimize);
+    assert_eq!(
+        defined,
+        [
+            ("train/loss", minimize),
+            ("train/epoch/loss", minimize),
+            ("valid/epoch/loss", minimize)
+        ]
+    );
 }
 
 #[test]

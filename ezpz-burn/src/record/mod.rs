@@ -9,13 +9,13 @@ mod queue;
 pub(crate) mod resume;
 mod steps;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use burn::train::metric::{MetricAttributes, MetricDefinition, MetricId, NumericEntry};
-use ezpz_tracker::{Metric, Tracker, Value};
+use ezpz_tracker::{Goal, Metric, MetricDefinition as TrackerDefinition, Tracker, Value};
 
 use crate::aggregate::EntryMean;
 use crate::logger::keys::key_segment;
@@ -43,6 +43,10 @@ pub(crate) struct RecorderOptions {
 pub(crate) struct Recorder {
     tracker: Tracker,
     keys: HashMap<MetricId, String>,
+    /// Unit and goal of burn's numeric metrics, told to the tracker for every key a metric
+    /// is logged under (`train/loss`, `valid/epoch/loss`, …) the first time.
+    meanings: HashMap<MetricId, (Option<String>, Goal)>,
+    defined: HashSet<String>,
     steps: StepCounter,
     /// Where this training's step axis starts: a linked watch counts from 1 after it.
     base: u64,
@@ -119,6 +123,8 @@ impl Recorder {
         Recorder {
             tracker: tracker.clone(),
             keys: HashMap::new(),
+            meanings: HashMap::new(),
+            defined: HashSet::new(),
             steps: StepCounter::new(options.base_step, options.devices, options.accumulation),
             base: options.base_step,
             resumed_epochs: 0,
@@ -157,6 +163,13 @@ impl Recorder {
                 info["unit"] = unit.as_str().into();
             }
             info["higher_is_better"] = numeric.higher_is_better.into();
+            let goal = if numeric.higher_is_better {
+                Goal::Maximize
+            } else {
+                Goal::Minimize
+            };
+            self.meanings
+                .insert(definition.metric_id.clone(), (numeric.unit.clone(), goal));
         }
         self.tracker
             .log_config(serde_json::json!({ "burn": { "metrics": { key.clone(): info } } }));
@@ -295,8 +308,8 @@ impl Recorder {
                 .collect(),
         };
         for (id, value) in values {
-            if let Some(key) = self.keys.get(&id) {
-                row.push((format!("{epoch_prefix}/{key}").into(), value.into()));
+            if let Some(key) = self.key_of(&id, &epoch_prefix) {
+                row.push((key.into(), value.into()));
             }
         }
         row.push((format!("{epoch_prefix}/duration_s").into(), duration.into()));
@@ -364,7 +377,7 @@ impl Recorder {
         };
         let mut row: Vec<Metric> = Vec::with_capacity(values.len() + 2);
         for (id, entries) in values {
-            let Some(key) = self.keys.get(&id) else {
+            let Some(key) = self.key_of(&id, "train") else {
                 continue;
             };
             let value = match entries.as_slice() {
@@ -378,7 +391,7 @@ impl Recorder {
                     }
                 }
             };
-            row.push((format!("train/{key}").into(), value.into()));
+            row.push((key.into(), value.into()));
         }
         if let Some(split) = &self.split {
             let elapsed = split.started.elapsed().as_secs_f64();
@@ -388,6 +401,22 @@ impl Recorder {
             }
         }
         self.emit(step, row);
+    }
+
+    /// The key of burn's metric `id` under `prefix` (`valid/epoch` → `valid/epoch/loss`),
+    /// defined to the tracker (unit, goal) the first time it is logged.
+    fn key_of(&mut self, id: &MetricId, prefix: &str) -> Option<String> {
+        let key = format!("{prefix}/{}", self.keys.get(id)?);
+        if let Some((unit, goal)) = self.meanings.get(id) {
+            if self.defined.insert(key.clone()) {
+                let mut definition = TrackerDefinition::new(key.as_str()).goal(*goal);
+                if let Some(unit) = unit {
+                    definition = definition.unit(unit.as_str());
+                }
+                self.tracker.define_metric(definition);
+            }
+        }
+        Some(key)
     }
 
     /// Logs `row` at `step` with the epoch, after the watch rows of earlier steps and
@@ -499,6 +528,19 @@ mod tests {
         assert_eq!(metrics["auroc"]["name"], "AUROC");
         assert_eq!(metrics["auroc"]["unit"], "%");
         assert_eq!(metrics["auroc"]["higher_is_better"], true);
+        // Each key a metric is logged under is defined once, with burn's unit and direction.
+        let defined: Vec<(&str, Option<&str>, Option<Goal>)> = snap
+            .definitions
+            .iter()
+            .map(|d| (d.key.as_str(), d.unit.as_deref(), d.goal))
+            .collect();
+        assert_eq!(
+            defined,
+            [
+                ("train/epoch/auroc", Some("%"), Some(Goal::Maximize)),
+                ("valid/epoch/auroc", Some("%"), Some(Goal::Maximize)),
+            ]
+        );
         assert_eq!(snap.config["burn"]["epochs_completed"], 1);
         assert_eq!(snap.finished, Some(ezpz_tracker::RunStatus::Finished));
     }
