@@ -67,6 +67,7 @@ pub use compare::{compare, Comparison, COMPARE_MD};
 pub use heatmap::{HeatmapInfo, HEATMAP_PREFIXES};
 pub use history::{History, MetricHistory, DEFAULT_MAX_POINTS};
 pub use html::REPORT_HTML;
+#[cfg(any(feature = "mlflow", feature = "wandb"))]
 pub(crate) use identity::{known_secrets, redact_values, redacted_args};
 pub use identity::{BackendLink, RunIdentity, RUN_INFO_JSON};
 pub use plot::DEFAULT_PLOT_SIZE;
