@@ -156,11 +156,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 // Kept here for the modules that import them from this file; they live in their own files.
 #[cfg(feature = "wandb")]
 pub(crate) use super::copy::copy_into;
+#[cfg(any(feature = "mlflow", feature = "wandb"))]
 pub(crate) use crate::user_paths::file_stem;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user_paths::file_stem;
 
     #[test]
     fn file_stems_are_safe() {
