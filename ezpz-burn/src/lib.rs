@@ -225,6 +225,7 @@
 //! | `wgpu` | burn's wgpu backend (Vulkan, Metal, DX12); runs on Mesa's lavapipe without a GPU. |
 //! | `cuda` | burn's CUDA backend. Its build downloads LLVM, so it cannot be built offline. |
 //! | `mpi` | cross-rank aggregation and data parallelism over MPI. |
+//! | `tensorboard`, `wandb`, `mlflow`, `report` (default on) | the tracker's backends and its end-of-run report's pages and plots, forwarded to `ezpz-tracker`. |
 //!
 //! burn's pure-Rust `flex` CPU backend is always built.
 #![warn(missing_docs)]
