@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::compact::is_counter;
 use super::config_diff::config_diff;
-use super::keys::is_heatmap_metric;
 use super::history::{History, MetricHistory};
+use super::keys::is_heatmap_metric;
 use super::runs::RunOverview;
 use super::text::{cell, code, link_target, number};
 use crate::backends::appender::write_atomic;

@@ -13,7 +13,6 @@ use super::plot::{canvas, save, BAD, FONT};
 use super::text::number;
 use crate::Result;
 
-
 /// Cells of a row with no value at that step.
 const MISSING: RGBColor = RGBColor(255, 255, 255);
 /// Cells holding zero or a negative value (no place on a log scale).

@@ -33,7 +33,12 @@
 //! Then it logs the history as the `training_history` table and the outputs as artifacts,
 //! so they reach MLflow and W&B too. Turn it off with
 //! [`TrackerBuilder::report(false)`](crate::TrackerBuilder::report); rebuild it from the
-//! files with `ezpz report <outdir>` or [`build_report`].
+//! files with `ezpz report <outdir>` or `build_report`.
+//!
+//! The pages and plots (`report.md`, `report.html`, `plots/`, `build_report`) need the
+//! crate's `report` feature (on by default). Without it the finish hook still writes
+//! `run_info.json` and `report.json` and logs the `training_history` table; reading runs
+//! back (`History`, `runs`, `compare`'s tables) and the console line are always there.
 //!
 //! The console line is [`format_compact`]:
 //! `iter=180   loss=0.078000(±0.026) acc=0.984000(±9.9e-3) lr=0.000059`.
@@ -79,10 +84,10 @@ pub use heatmap::HeatmapInfo;
 pub use history::{History, MetricHistory, DEFAULT_MAX_POINTS};
 #[cfg(any(feature = "mlflow", feature = "wandb"))]
 pub(crate) use identity::known_secrets;
-#[cfg(feature = "mlflow")]
-pub(crate) use identity::redacted_args;
 #[cfg(feature = "wandb")]
 pub(crate) use identity::redact_values;
+#[cfg(feature = "mlflow")]
+pub(crate) use identity::redacted_args;
 pub use identity::{BackendLink, RunIdentity, RUN_INFO_JSON};
 pub use keys::HEATMAP_PREFIXES;
 #[cfg(feature = "report")]

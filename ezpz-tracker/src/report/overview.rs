@@ -9,9 +9,9 @@ use plotters::prelude::*;
 
 use super::axis::Axis;
 use super::history::{History, MetricHistory};
+use super::panels::MAX_SERIES;
 pub(crate) use super::panels::{panels, Panel, MAX_PANELS};
 use super::plot::{canvas, BAD, FONT};
-use super::panels::MAX_SERIES;
 use super::series::Channel;
 use crate::Result;
 

@@ -12,8 +12,8 @@ use super::markdown::{self, Plotted, ReportInput};
 use super::{html, overview, plot, record_run};
 use super::{ReportManifest, ReportOptions, OVERVIEW_PNG, PLOTS_DIR, REPORT_HTML, REPORT_MD};
 use crate::backends::appender::write_atomic;
-use crate::user_paths::file_stem;
 use crate::backends::jsonl::METRICS_JSONL;
+use crate::user_paths::file_stem;
 use crate::{Error, Result};
 
 /// What [`build_report`] wrote.

@@ -21,7 +21,6 @@ const GRID: RGBColor = RGBColor(232, 232, 232);
 pub(crate) const BAD: RGBColor = RGBColor(214, 39, 40);
 pub(crate) const FONT: &str = "sans-serif";
 
-
 /// Registers DejaVu Sans (compiled in) as plotters' `sans-serif` once; no system font is
 /// ever looked up.
 fn font_ready() -> bool {

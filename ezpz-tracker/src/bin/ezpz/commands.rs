@@ -4,8 +4,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ezpz_tracker::report::runs::{self, RunOverview, RunState};
 use ezpz_tracker::report;
+use ezpz_tracker::report::runs::{self, RunOverview, RunState};
 #[cfg(feature = "report")]
 use ezpz_tracker::report::{build_report, ReportOptions, REPORT_HTML, REPORT_MD};
 use ezpz_tracker::sync::{sync as sync_spools, SyncOptions};
@@ -324,9 +324,11 @@ pub fn report(
     _norm_plots: bool,
     _overview_keys: Vec<String>,
 ) -> Outcome {
-    Err("this `ezpz` was built without ezpz-tracker's `report` feature, so it cannot draw \
+    Err(
+        "this `ezpz` was built without ezpz-tracker's `report` feature, so it cannot draw \
          report.md, report.html and plots/: build it with the feature (a default one)"
-        .into())
+            .into(),
+    )
 }
 
 pub fn sync(run: &Path, tracking_uri: Option<String>, timeout: f64, force: bool) -> Outcome {
