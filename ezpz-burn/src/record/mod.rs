@@ -408,7 +408,8 @@ impl Recorder {
     fn key_of(&mut self, id: &MetricId, prefix: &str) -> Option<String> {
         let key = format!("{prefix}/{}", self.keys.get(id)?);
         if let Some((unit, goal)) = self.meanings.get(id) {
-            if self.defined.insert(key.clone()) {
+            if !self.defined.contains(&key) {
+                self.defined.insert(key.clone());
                 let mut definition = TrackerDefinition::new(key.as_str()).goal(*goal);
                 if let Some(unit) = unit {
                     definition = definition.unit(unit.as_str());
