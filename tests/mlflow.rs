@@ -628,3 +628,36 @@ fn rank_one_creates_no_run() {
     assert!(rest.runs("rank-one").is_empty());
     assert!(!dir.path().join("r1").exists());
 }
+
+#[test]
+fn metric_definitions_tag_the_run_with_unit_and_goal() {
+    use ezpz_tracker::{Goal, MetricDefinition};
+    let Some(server) = server() else { return };
+    let rest = Rest::new(&server.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let opts = MlflowOptions::new()
+        .tracking_uri(server.uri())
+        .experiment_name("definitions");
+    let t = tracker("definitions", dir.path(), opts, None);
+    t.define_metric(
+        MetricDefinition::new("valid/loss")
+            .unit("nats")
+            .goal(Goal::Minimize),
+    );
+    t.define_metric(MetricDefinition::new("valid/accuracy").goal(Goal::Maximize));
+    t.log_at(1, [("valid/loss", 0.5), ("valid/accuracy", 0.9)]);
+    // A later definition changes the tag (tags, unlike params, may change).
+    t.define_metric(
+        MetricDefinition::new("valid/accuracy")
+            .unit("%")
+            .goal(Goal::Maximize),
+    );
+    let run_id = run_id_of(&t.finish().expect("finish"));
+    let tags = rest.kv(&run_id, "tags");
+    let of = |k: &str| tags.get(k).map(String::as_str);
+    assert_eq!(of("ezpz.metric.valid/loss.unit"), Some("nats"), "{tags:?}");
+    assert_eq!(of("ezpz.metric.valid/loss.goal"), Some("minimize"));
+    assert_eq!(of("ezpz.metric.valid/accuracy.goal"), Some("maximize"));
+    assert_eq!(of("ezpz.metric.valid/accuracy.unit"), Some("%"));
+    assert_eq!(rest.history(&run_id, "valid/loss").len(), 1);
+}

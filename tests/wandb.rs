@@ -821,3 +821,105 @@ fn an_absurd_retry_after_is_capped_not_fatal() {
     assert_eq!(got["history"].as_array().unwrap().len(), 20);
     assert_eq!(got["complete"], true);
 }
+
+/// Logs `valid/loss` (lower is better) and `valid/acc` (higher is better), defined first.
+fn log_defined_metrics(t: &Tracker, pause: Duration) {
+    use ezpz_tracker::{Goal, MetricDefinition};
+    t.define_metric(
+        MetricDefinition::new("valid/loss")
+            .unit("nats")
+            .goal(Goal::Minimize),
+    );
+    t.define_metric(MetricDefinition::new("valid/acc").goal(Goal::Maximize));
+    // Units alone mean nothing to W&B.
+    t.define_metric(MetricDefinition::new("train/dt").unit("s"));
+    for (s, (loss, acc)) in [(3.0, 0.25), (1.0, 0.75), (2.0, 0.5)]
+        .into_iter()
+        .enumerate()
+    {
+        t.log_at(
+            s as u64,
+            [("valid/loss", loss), ("valid/acc", acc), ("train/dt", 0.1)],
+        );
+        std::thread::sleep(pause);
+    }
+}
+
+/// The summary W&B keeps of the two defined metrics: last and best.
+fn assert_best_summaries(summary: &Json, what: &str) {
+    assert!(
+        same(&summary["valid/loss"], &json!({"last": 2.0, "min": 1.0})),
+        "{what}: {summary}"
+    );
+    assert!(
+        same(&summary["valid/acc"], &json!({"last": 0.5, "max": 0.75})),
+        "{what}: {summary}"
+    );
+    assert!(same(&summary["train/dt"], &json!(0.1)), "{what}: {summary}");
+}
+
+/// `_wandb.m` of a configuration as the capture server stored it, by metric name (the real
+/// client lists them in no fixed order).
+fn defined_in_config(config: &Json) -> Vec<Json> {
+    let mut m = config["_wandb"]["value"]["m"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no _wandb.m in {config}"))
+        .clone();
+    m.sort_by_key(|d| d["1"].as_str().unwrap_or_default().to_string());
+    m
+}
+
+#[test]
+fn metric_definitions_become_best_value_summaries_offline_synced_and_online() {
+    let Some(py) = common::oracle_python("wandb") else {
+        return;
+    };
+    // Offline: the real reader sees the definitions and the summaries.
+    let dir = tempfile::tempdir().unwrap();
+    let t = tracker("define-offline", dir.path(), offline());
+    log_defined_metrics(&t, Duration::ZERO);
+    let run = finish(&t);
+    let records = leet_records(&py, &run.dir);
+    let metrics: Vec<&Json> = records
+        .iter()
+        .filter(|r| r["type"] == "metric")
+        .map(|r| &r["metric"])
+        .collect();
+    assert_eq!(metrics.len(), 2, "{records:?}");
+    assert_eq!(metrics[0]["name"], "valid/loss");
+    assert_eq!(metrics[0]["summary"]["min"], true, "{}", metrics[0]);
+    assert_eq!(metrics[0]["summary"]["last"], true, "{}", metrics[0]);
+    assert_eq!(metrics[1]["summary"]["max"], true, "{}", metrics[1]);
+    let summary = leet_summary(&py, &run.dir);
+    assert_eq!(summary["state"], "finished", "{summary}");
+    assert_best_summaries(&summary["summary"], "leet inspect");
+
+    // `wandb sync` of that log: what W&B's own client uploads for it.
+    let replay = CaptureServer::start(&py, &[]);
+    sync(&py, &replay, &run.dir, &[]);
+    let synced = replay.run(&run.id);
+    assert_best_summaries(&synced["summary"], "synced");
+    let synced_m = defined_in_config(&synced["config"]);
+    // Keyed by `MetricRecord` field numbers: 1 name, 6 options (3: defined), 7 summary
+    // (1 min, 2 max, 5 last), 8 goal (1 minimize, 2 maximize).
+    let expected = [
+        json!({"1": "valid/acc", "6": [3], "7": [2, 5], "8": 2}),
+        json!({"1": "valid/loss", "6": [3], "7": [1, 5], "8": 1}),
+    ];
+    assert_eq!(synced_m, expected);
+
+    // Online: the same summaries and definitions in the stream.
+    let dir = tempfile::tempdir().unwrap();
+    let live = CaptureServer::start(&py, &[]);
+    let t = tracker("define-online", dir.path(), online(&live.url));
+    log_defined_metrics(&t, Duration::from_millis(50));
+    let run = finish(&t);
+    let got = live.run(&run.id);
+    assert_eq!(got["complete"], true);
+    assert_best_summaries(&got["summary"], "online");
+    assert_eq!(defined_in_config(&got["config"]), synced_m);
+    assert_eq!(
+        got["config"]["lr"]["value"], 0.001,
+        "the user's config stays"
+    );
+}

@@ -1,5 +1,6 @@
 //! One call attaching ezpz to burn's `SupervisedTraining` (and its `Evaluator`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::train::renderer::{default_renderer, MetricsRenderer};
@@ -10,6 +11,9 @@ use ezpz_tracker::Tracker;
 
 use crate::record::{resume, Recorder, RecorderOptions, WatchQueue};
 use crate::{EzpzRenderer, HistoryLogger, Watch};
+
+/// Where burn's `with_default_checkpointers` writes, inside its directory.
+const CHECKPOINT_DIR: &str = "checkpoint";
 
 /// What [`with_ezpz`](SupervisedTrainingExt::with_ezpz) attaches, and how; `&Tracker`
 /// converts into the defaults:
@@ -22,6 +26,8 @@ pub struct Attach {
     accumulation: usize,
     watch: Option<Watch>,
     renderer: Option<Box<dyn MetricsRenderer>>,
+    artifact_dir: Option<PathBuf>,
+    log_checkpoints: bool,
 }
 
 impl std::fmt::Debug for Attach {
@@ -33,6 +39,8 @@ impl std::fmt::Debug for Attach {
             .field("accumulation", &self.accumulation)
             .field("watch", &self.watch.is_some())
             .field("renderer", &self.renderer.is_some())
+            .field("artifact_dir", &self.artifact_dir)
+            .field("log_checkpoints", &self.log_checkpoints)
             .finish_non_exhaustive()
     }
 }
@@ -50,6 +58,8 @@ impl Attach {
             accumulation: 1,
             watch: None,
             renderer: None,
+            artifact_dir: None,
+            log_checkpoints: true,
         }
     }
 
@@ -98,6 +108,22 @@ impl Attach {
         self
     }
 
+    /// burn's directory: the one given to `SupervisedTraining::new` (burn does not show it
+    /// to its hooks). With it, the checkpoint files burn kept there (`checkpoint/`, written
+    /// by `with_default_checkpointers`) are logged as the artifact `burn_checkpoints` when
+    /// training ends, unless [`log_checkpoints`](Self::log_checkpoints) says no.
+    pub fn artifact_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.artifact_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether the checkpoints in [`artifact_dir`](Self::artifact_dir) are logged as an
+    /// artifact when training ends (default `true`).
+    pub fn log_checkpoints(mut self, yes: bool) -> Self {
+        self.log_checkpoints = yes;
+        self
+    }
+
     /// The step the run is at: the tracker's last step, or after a resume the last step in
     /// the output directory's `metrics.jsonl`, whichever is later.
     fn base_step(&self) -> u64 {
@@ -135,6 +161,11 @@ impl Attach {
                 accumulation: self.accumulation,
                 finish_at_end: self.finish_at_end,
                 queue,
+                checkpoints: self
+                    .artifact_dir
+                    .as_ref()
+                    .filter(|_| self.log_checkpoints)
+                    .map(|dir| dir.join(CHECKPOINT_DIR)),
             },
         );
         let inner = self.renderer.take().unwrap_or_else(fallback);

@@ -173,9 +173,11 @@
 //! ```
 //! then, in `impl TrainStep for Model`, the two-line `optimize` of the Quick start:
 //! [`observe`] before `optim.step(..)`. burn calls `optimize` with the final gradients (after
-//! accumulation), so the steps are optimizer steps. Each logged step reads all norms back
-//! from the device in one transfer; histograms are binned on the device (64 bins) and only
-//! the bins join that transfer. Keys: `params/norm/<path>`, `grads/norm/<path>`,
+//! accumulation), so the steps are optimizer steps; its sharded multi-device optimizer calls
+//! `optimize_multi` instead, where `observe` takes the `MultiGradientsParams` the same way.
+//! Each logged step reads all norms back from the device in one transfer; histograms are
+//! binned on the device (64 bins) and only the bins join that transfer. Keys:
+//! `params/norm/<path>`, `grads/norm/<path>`,
 //! `params/global_norm`, `grads/global_norm`, histograms `params/hist/<path>` and
 //! `grads/hist/<path>`, where `<path>` is the module path (`encoder.layers.0.mha.query.weight`).
 //! A parameter without gradient (frozen) has no `grads/…` entry. Without a learner, call
@@ -225,6 +227,7 @@
 //! | `wgpu` | burn's wgpu backend (Vulkan, Metal, DX12); runs on Mesa's lavapipe without a GPU. |
 //! | `cuda` | burn's CUDA backend. Its build downloads LLVM, so it cannot be built offline. |
 //! | `mpi` | cross-rank aggregation and data parallelism over MPI. |
+//! | `tensorboard`, `wandb`, `mlflow`, `report` (default on) | the tracker's backends and its end-of-run report's pages and plots, forwarded to `ezpz-tracker`. |
 //!
 //! burn's pure-Rust `flex` CPU backend is always built.
 #![warn(missing_docs)]
@@ -257,5 +260,5 @@ pub use logger::keys::{key_segment, split_prefix};
 pub use logger::HistoryLogger;
 pub use renderer::EzpzRenderer;
 pub use watch::{
-    norms, observe, readback_bytes, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ,
+    norms, observe, readback_bytes, Gradients, Norms, ParamNorm, Watch, WatchLog, DEFAULT_LOG_FREQ,
 };

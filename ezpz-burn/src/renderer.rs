@@ -31,10 +31,26 @@ impl EzpzRenderer {
         EzpzRenderer { inner, recorder }
     }
 
-    fn numeric(&mut self, state: &MetricState) {
-        if let MetricState::Numeric(entry, value) = state {
+    /// A metric value of any split: to the recorder, then on to the wrapped renderer.
+    fn update(
+        &mut self,
+        state: MetricState,
+        pass: impl FnOnce(&mut dyn MetricsRenderer, MetricState),
+    ) {
+        if let MetricState::Numeric(entry, value) = &state {
             timed(|| self.recorder.value(&entry.metric_id, value.clone()));
         }
+        pass(self.inner.as_mut(), state);
+    }
+
+    /// A progress call of any split: `record` it (timed), then `pass` it on.
+    fn relay(
+        &mut self,
+        record: impl FnOnce(&mut Recorder),
+        pass: impl FnOnce(&mut dyn MetricsRenderer),
+    ) {
+        timed(|| record(&mut self.recorder));
+        pass(self.inner.as_mut());
     }
 }
 
@@ -52,13 +68,11 @@ impl Drop for EzpzRenderer {
 
 impl MetricsRendererTraining for EzpzRenderer {
     fn update_train(&mut self, state: MetricState) {
-        self.numeric(&state);
-        self.inner.update_train(state);
+        self.update(state, |r, s| r.update_train(s));
     }
 
     fn update_valid(&mut self, state: MetricState) {
-        self.numeric(&state);
-        self.inner.update_valid(state);
+        self.update(state, |r, s| r.update_valid(s));
     }
 
     fn on_train_end(
@@ -71,8 +85,7 @@ impl MetricsRendererTraining for EzpzRenderer {
 
 impl MetricsRendererEvaluation for EzpzRenderer {
     fn update_test(&mut self, name: EvaluationName, state: MetricState) {
-        self.numeric(&state);
-        self.inner.update_test(name, state);
+        self.update(state, |r, s| r.update_test(name, s));
     }
 
     fn on_test_end(
@@ -91,34 +104,36 @@ impl TrainingProgressLogger for EzpzRenderer {
         total_items: Option<usize>,
         label: Option<&str>,
     ) {
-        timed(|| self.recorder.start(total_epochs, starting_epoch, label));
-        self.inner
-            .start(total_epochs, starting_epoch, total_items, label);
+        self.relay(
+            |r| r.start(total_epochs, starting_epoch, label),
+            |i| i.start(total_epochs, starting_epoch, total_items, label),
+        );
     }
 
     fn update_epoch(&mut self, epoch: usize) {
-        timed(|| self.recorder.update_epoch(epoch));
-        self.inner.update_epoch(epoch);
+        self.relay(|r| r.update_epoch(epoch), |i| i.update_epoch(epoch));
     }
 
     fn start_split(&mut self, split: &str, total_items: usize) {
-        timed(|| self.recorder.start_split(split, total_items, false));
-        self.inner.start_split(split, total_items);
+        self.relay(
+            |r| r.start_split(split, total_items, false),
+            |i| i.start_split(split, total_items),
+        );
     }
 
     fn update_split(&mut self, items_processed: usize) {
-        timed(|| self.recorder.batch_done(items_processed));
-        self.inner.update_split(items_processed);
+        self.relay(
+            |r| r.batch_done(items_processed),
+            |i| i.update_split(items_processed),
+        );
     }
 
     fn end_split(&mut self) {
-        timed(|| self.recorder.end_split());
-        self.inner.end_split();
+        self.relay(Recorder::end_split, |i| i.end_split());
     }
 
     fn end(&mut self) {
-        timed(|| self.recorder.end(true));
-        self.inner.end();
+        self.relay(|r| r.end(true), |i| i.end());
     }
 
     fn log_event_training(&mut self, event: String) {
@@ -128,28 +143,31 @@ impl TrainingProgressLogger for EzpzRenderer {
 
 impl EvaluationProgressLogger for EzpzRenderer {
     fn start_global_progress(&mut self, total_tests: usize) {
-        timed(|| self.recorder.start_evaluation());
-        self.inner.start_global_progress(total_tests);
+        self.relay(Recorder::start_evaluation, |i| {
+            i.start_global_progress(total_tests)
+        });
     }
 
     fn start_test(&mut self, name: &str, total_items: usize) {
-        timed(|| self.recorder.start_split(name, total_items, true));
-        self.inner.start_test(name, total_items);
+        self.relay(
+            |r| r.start_split(name, total_items, true),
+            |i| i.start_test(name, total_items),
+        );
     }
 
     fn update_test_progress(&mut self, items_processed: usize) {
-        timed(|| self.recorder.batch_done(items_processed));
-        self.inner.update_test_progress(items_processed);
+        self.relay(
+            |r| r.batch_done(items_processed),
+            |i| i.update_test_progress(items_processed),
+        );
     }
 
     fn end_test(&mut self) {
-        timed(|| self.recorder.end_split());
-        self.inner.end_test();
+        self.relay(Recorder::end_split, |i| i.end_test());
     }
 
     fn end_global_progress(&mut self) {
-        timed(|| self.recorder.end(false));
-        self.inner.end_global_progress();
+        self.relay(|r| r.end(false), |i| i.end_global_progress());
     }
 
     fn log_event_evaluation(&mut self, event: String) {

@@ -17,7 +17,7 @@ use burn::train::{
 };
 use common::{memory_tracker, rows, CaptureRenderer, Net, RowBatcher};
 use ezpz_burn::{Attach, EvaluatorBuilderExt, SupervisedTrainingExt, Watch};
-use ezpz_tracker::{MemoryBackend, RunStatus, Tracker};
+use ezpz_tracker::{Goal, MemoryBackend, RunStatus, Tracker};
 
 const TRAIN_ROWS: usize = 40;
 const VALID_ROWS: usize = 16;
@@ -126,6 +126,22 @@ fn every_key_is_on_the_optimizer_step_with_accumulation_and_validation() {
     assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
     assert_eq!(snap.config["burn"]["last_step"], 2 * per_epoch);
     assert_eq!(snap.finished, Some(RunStatus::Finished));
+
+    // burn's `LossMetric` is lower-is-better: each of its keys is defined so, once.
+    let defined: Vec<(&str, Option<Goal>)> = snap
+        .definitions
+        .iter()
+        .map(|d| (d.key.as_str(), d.goal))
+        .collect();
+    let minimize = Some(Goal::Minimize);
+    assert_eq!(
+        defined,
+        [
+            ("train/loss", minimize),
+            ("train/epoch/loss", minimize),
+            ("valid/epoch/loss", minimize)
+        ]
+    );
 }
 
 #[test]
@@ -292,6 +308,81 @@ fn a_resumed_training_continues_the_steps_and_keeps_the_best_checkpoint() {
     assert_eq!(valid_epochs, expected);
 }
 
+/// A tracker writing plain files into `outdir` (artifacts under `artifacts/<label>/`).
+fn csv_tracker(outdir: &Path) -> Tracker {
+    ezpz_tracker::TrackerBuilder::new()
+        .backends("csv")
+        .outdir(outdir)
+        .report(false)
+        .build()
+        .unwrap()
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_checkpoints_burn_kept_are_logged_as_an_artifact_unless_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (burn_dir, outdir) = (dir.path().join("burn"), dir.path().join("run"));
+    let tracker = csv_tracker(&outdir);
+    train_in(&burn_dir, 3, 0.05, None, |t| {
+        t.with_default_checkpointers()
+            .with_ezpz(Attach::new(&tracker).artifact_dir(&burn_dir))
+    });
+    // burn's default strategy keeps the last two epochs' model, optimizer and scheduler
+    // (and the best one, here the last); the artifact holds exactly what burn kept.
+    let kept = files_under(&burn_dir.join("checkpoint"));
+    assert!(kept.contains(&"model-3.bpk".to_string()), "{kept:?}");
+    assert!(!kept.contains(&"model-1.bpk".to_string()), "{kept:?}");
+    let logged = files_under(&outdir.join("artifacts/burn_checkpoints"));
+    let logged: Vec<String> = logged
+        .iter()
+        .map(|f| f.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(logged, kept);
+    let copied = outdir.join("artifacts/burn_checkpoints");
+    let model = files_under(&copied)
+        .into_iter()
+        .find(|f| f.ends_with("model-3.bpk"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(copied.join(model)).unwrap(),
+        std::fs::read(burn_dir.join("checkpoint/model-3.bpk")).unwrap(),
+        "the artifact is the complete file"
+    );
+
+    // Opted out: nothing logged.
+    let dir = tempfile::tempdir().unwrap();
+    let (burn_dir, outdir) = (dir.path().join("burn"), dir.path().join("run"));
+    let tracker = csv_tracker(&outdir);
+    train_in(&burn_dir, 1, 0.05, None, |t| {
+        t.with_default_checkpointers().with_ezpz(
+            Attach::new(&tracker)
+                .artifact_dir(&burn_dir)
+                .log_checkpoints(false),
+        )
+    });
+    assert!(!files_under(&burn_dir.join("checkpoint")).is_empty());
+    assert!(!outdir.join("artifacts").exists());
+}
+
 #[test]
 fn the_evaluators_test_split_is_logged_at_the_runs_step() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,26 +420,34 @@ fn the_evaluators_test_split_is_logged_at_the_runs_step() {
     assert_eq!(snap.finished, Some(RunStatus::Finished));
 }
 
-#[test]
-fn two_devices_step_and_watch_once_per_optimizer_step() {
+/// burn's multi-device strategy: `optimize` (`OptimMainDevice`) or `optimize_multi`
+/// (`OptimSharded`) once per step of two batches (one per device).
+fn two_devices_step_and_watch_once_per_optimizer_step(optim: MultiDeviceOptim) {
     let dir = tempfile::tempdir().unwrap();
     let (tracker, memory) = memory_tracker();
     let watch = Watch::new(&tracker).log_freq(1);
     let device = ezpz_burn::cpu_device();
-    let strategy = ExecutionStrategy::MultiDevice(
-        vec![device.clone(), device],
-        MultiDeviceOptim::OptimMainDevice,
-    );
+    let strategy = ExecutionStrategy::MultiDevice(vec![device.clone(), device], optim);
     let attach = Attach::new(&tracker).devices(2).watch(&watch);
     train_in(dir.path(), 1, 0.05, Some(watch.clone()), |t| {
         t.with_training_strategy(strategy.into()).with_ezpz(attach)
     });
     let snap = memory.snapshot();
-    // burn called `optimize` once per step of two batches (one per device).
+    // 5 batches over 2 devices: 3 optimizer steps.
     let optimizer_steps = watch.step();
-    assert!(optimizer_steps >= 2, "{optimizer_steps}");
+    assert_eq!(optimizer_steps, TRAIN_BATCHES.div_ceil(2), "{optim:?}");
     let all: Vec<u64> = (1..=optimizer_steps).collect();
     assert_eq!(steps(&snap.series("grads/global_norm")), all);
     assert_eq!(steps(&snap.series("train/loss")), all);
     assert_eq!(steps(&snap.series("valid/epoch/loss")), [optimizer_steps]);
+}
+
+#[test]
+fn two_devices_optimizing_on_the_main_device_step_and_watch_once_per_step() {
+    two_devices_step_and_watch_once_per_optimizer_step(MultiDeviceOptim::OptimMainDevice);
+}
+
+#[test]
+fn two_devices_optimizing_sharded_step_and_watch_once_per_step() {
+    two_devices_step_and_watch_once_per_optimizer_step(MultiDeviceOptim::OptimSharded);
 }

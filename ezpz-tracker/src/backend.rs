@@ -294,6 +294,15 @@ pub trait Backend: Send {
     fn log_histogram(&mut self, _histogram: &HistogramRecord) -> Result<()> {
         Ok(())
     }
+    /// Records what metric `definition.key` means (its unit, which way it improves):
+    /// [`Tracker::define_metric`](crate::Tracker::define_metric). Called before or after
+    /// values of the key; a later definition of the same key replaces the earlier one.
+    ///
+    /// # Errors
+    /// Any failure; warned once per cause.
+    fn define_metric(&mut self, _definition: &crate::MetricDefinition) -> Result<()> {
+        Ok(())
+    }
     /// Makes everything written so far durable (reach the OS, or the server). Called at
     /// least once a second while data is pending, and on [`Tracker::flush`](crate::Tracker::flush).
     ///

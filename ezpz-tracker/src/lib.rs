@@ -80,7 +80,8 @@
 //! how the run ended); it then logs the history as the `training_history` table and the
 //! outputs as artifacts, so they reach every backend. Plots take any `f64`. See
 //! [`report`]. [`TrackerBuilder::report`]`(false)` turns it off; `ezpz report <outdir>`
-//! rebuilds it from the files. The console line of the original is
+//! rebuilds it from the files. The pages and plots need the `report` feature (on by
+//! default). The console line of the original is
 //! [`report::format_compact`]:
 //!
 //! ```
@@ -182,6 +183,12 @@
 //! `mlflow` (on) adds the MLflow backend and `ezpz sync` (`reqwest` with rustls).
 //! `cli` (on) builds the `ezpz` command (`ls`, `show`, `compare`, `tail`, `report`, `sync`;
 //! `clap`).
+//! `report` (on) draws the end-of-run report's pages: `report.md`, `report.html`,
+//! `plots/*.png`, `ezpz report` and the plots of `ezpz compare` (`plotters` with a bundled
+//! font, `pulldown-cmark`, `base64`). Without it a run still writes `run_info.json` and
+//! `report.json` (how it ended, which `ezpz ls` shows) and logs the `training_history`
+//! table; [`TrackerBuilder::report`]`(true)` then gives one warning saying the pages are not
+//! written, `ezpz report` exits 1 saying why, and `ezpz compare` writes its tables only.
 //! `mpi` (off) adds the [`mpi`](crate#distributed-mpi) module: the MPI handle and cross-rank
 //! aggregation (needs an MPI library such as OpenMPI to build).
 //!
@@ -206,6 +213,7 @@ mod aggregate;
 mod backend;
 pub mod backends;
 pub mod config;
+mod definition;
 mod dispatch;
 pub mod env;
 mod error;
@@ -246,6 +254,7 @@ pub use backends::mlflow::{MlflowBackend, MlflowOptions};
 pub use backends::tensorboard::TensorBoardBackend;
 #[cfg(feature = "wandb")]
 pub use backends::wandb::{WandbBackend, WandbMode, WandbOptions};
+pub use definition::{Goal, MetricDefinition};
 pub use dispatch::MAX_CALLER_WAIT;
 pub use env::RankInfo;
 pub use error::{Error, Result};

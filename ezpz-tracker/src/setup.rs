@@ -75,6 +75,8 @@ pub struct TrackerBuilder {
     finish_timeout: Option<Duration>,
     finish_hooks: Vec<FinishHook>,
     report: Option<ReportOptions>,
+    /// The report was asked for in code (`report(true)`, `report_options`).
+    report_asked: bool,
 }
 
 impl Default for TrackerBuilder {
@@ -94,6 +96,7 @@ impl Default for TrackerBuilder {
             finish_timeout: None,
             finish_hooks: Vec::new(),
             report: Some(ReportOptions::default()),
+            report_asked: false,
         }
     }
 }
@@ -262,15 +265,19 @@ impl TrackerBuilder {
 
     /// Whether the end-of-run report (`report.md`, `plots/`, `run_info.json`, see
     /// [`report`](crate::report)) is written at finish on rank 0 when the `jsonl` backend is
-    /// attached (default on).
+    /// attached (default on). Without the crate's `report` feature only `run_info.json`,
+    /// `report.json` and the `training_history` table are written, and asking for the
+    /// report here gives one warning saying so.
     pub fn report(mut self, enabled: bool) -> Self {
         self.report = enabled.then(|| self.report.take().unwrap_or_default());
+        self.report_asked = enabled;
         self
     }
 
     /// Turns the end-of-run report on with these options (plot size, points, limits).
     pub fn report_options(mut self, options: ReportOptions) -> Self {
         self.report = Some(options);
+        self.report_asked = true;
         self
     }
 
@@ -349,6 +356,10 @@ impl TrackerBuilder {
         }
         if rank.is_main() {
             backends.extend(self.extra);
+        }
+        #[cfg(not(feature = "report"))]
+        if self.report_asked && rank.is_main() {
+            report::warn_no_pages();
         }
         let mut finish_hooks = self.finish_hooks;
         // Last, so it sees what the user's own hooks log.

@@ -11,6 +11,7 @@ use crate::aggregate::Aggregator;
 use crate::backend::{
     Artifacts, Backend, HistogramRecord, ImageRecord, ImageSource, Record, RunStatus, Table,
 };
+use crate::definition::MetricDefinition;
 use crate::dispatch::{deadline_after, now, Dispatch, Msg, OnRelease};
 use crate::histogram::{HistogramBins, HistogramData};
 use crate::pending::PendingRow;
@@ -524,6 +525,27 @@ impl Tracker {
                 .collect(),
         });
         self.fan_out(move || Msg::Artifacts(artifacts.clone()));
+    }
+
+    /// Says what the metric [`definition.key`](MetricDefinition::key) means: its unit and
+    /// which way it improves. Every backend gets it (W&B summarises the metric by its best
+    /// value too, MLflow tags the run with it; see [`MetricDefinition`]). An empty key is
+    /// ignored.
+    ///
+    /// ```
+    /// use ezpz_tracker::{Goal, MemoryBackend, MetricDefinition, TrackerBuilder};
+    /// let memory = MemoryBackend::new();
+    /// let tracker = TrackerBuilder::new().backends("none").add_backend(memory.clone()).build().unwrap();
+    /// tracker.define_metric(MetricDefinition::new("valid/loss").goal(Goal::Minimize));
+    /// tracker.finish().unwrap();
+    /// assert_eq!(memory.snapshot().definitions[0].goal, Some(Goal::Minimize));
+    /// ```
+    pub fn define_metric(&self, definition: MetricDefinition) {
+        if !self.is_enabled() || definition.key.is_empty() {
+            return;
+        }
+        let definition = Arc::new(definition);
+        self.fan_out(move || Msg::Define(definition.clone()));
     }
 
     /// Logs a histogram of `values` at the next step.

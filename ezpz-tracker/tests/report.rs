@@ -1,4 +1,5 @@
 //! The end-of-run report through a real tracker run, and `ezpz report` rebuilding it.
+#![cfg(feature = "report")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! `report.html` in a real browser: headless Chromium (Debian's `chromium`, installed by
 //! `scripts/test`) renders the page to a PNG and dumps its DOM after load; the picture is
 //! not blank, shows the plots, and every image loaded. Skips outside CI without Chromium.
+#![cfg(feature = "report")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! The report at the limits of `f64`: every value a user can log goes through `finish` with
 //! the report on, and `finish` returns with a readable picture; the report deletes only
 //! files it wrote.
+#![cfg(feature = "report")]
 
 use ezpz_tracker::TrackerBuilder;
 

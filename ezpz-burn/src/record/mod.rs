@@ -9,12 +9,13 @@ mod queue;
 pub(crate) mod resume;
 mod steps;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use burn::train::metric::{MetricAttributes, MetricDefinition, MetricId, NumericEntry};
-use ezpz_tracker::{Metric, Tracker, Value};
+use ezpz_tracker::{Goal, Metric, MetricDefinition as TrackerDefinition, Tracker, Value};
 
 use crate::aggregate::EntryMean;
 use crate::logger::keys::key_segment;
@@ -35,11 +36,17 @@ pub(crate) struct RecorderOptions {
     pub finish_at_end: bool,
     /// Where a linked watch hands its rows over.
     pub queue: Option<Arc<WatchQueue>>,
+    /// burn's checkpoint directory, logged as an artifact when training ends.
+    pub checkpoints: Option<PathBuf>,
 }
 
 pub(crate) struct Recorder {
     tracker: Tracker,
     keys: HashMap<MetricId, String>,
+    /// Unit and goal of burn's numeric metrics, told to the tracker for every key a metric
+    /// is logged under (`train/loss`, `valid/epoch/loss`, …) the first time.
+    meanings: HashMap<MetricId, (Option<String>, Goal)>,
+    defined: HashSet<String>,
     steps: StepCounter,
     /// Where this training's step axis starts: a linked watch counts from 1 after it.
     base: u64,
@@ -56,6 +63,7 @@ pub(crate) struct Recorder {
     /// The test split's running means (burn sends no end-of-split values there).
     test: Vec<(MetricId, EntryMean)>,
     queue: Option<Arc<WatchQueue>>,
+    checkpoints: Option<PathBuf>,
     finish_at_end: bool,
     started: Option<Instant>,
     ended: bool,
@@ -86,6 +94,19 @@ fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The accumulator of metric `id` in `list` (a new one, appended, the first time): metrics
+/// keep the order burn first reported them in.
+fn per_metric<T: Default>(list: &mut Vec<(MetricId, T)>, id: MetricId) -> &mut T {
+    let at = match list.iter().position(|(m, _)| *m == id) {
+        Some(at) => at,
+        None => {
+            list.push((id, T::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[at].1
+}
+
 /// The key prefix of burn's `Evaluator` test named `name`: `test`, or `test/<name>` for a
 /// name other than "test".
 fn test_prefix(name: &str) -> String {
@@ -102,6 +123,8 @@ impl Recorder {
         Recorder {
             tracker: tracker.clone(),
             keys: HashMap::new(),
+            meanings: HashMap::new(),
+            defined: HashSet::new(),
             steps: StepCounter::new(options.base_step, options.devices, options.accumulation),
             base: options.base_step,
             resumed_epochs: 0,
@@ -112,6 +135,7 @@ impl Recorder {
             step_row: None,
             test: Vec::new(),
             queue: options.queue,
+            checkpoints: options.checkpoints,
             finish_at_end: options.finish_at_end,
             started: None,
             ended: false,
@@ -139,6 +163,13 @@ impl Recorder {
                 info["unit"] = unit.as_str().into();
             }
             info["higher_is_better"] = numeric.higher_is_better.into();
+            let goal = if numeric.higher_is_better {
+                Goal::Maximize
+            } else {
+                Goal::Minimize
+            };
+            self.meanings
+                .insert(definition.metric_id.clone(), (numeric.unit.clone(), goal));
         }
         self.tracker
             .log_config(serde_json::json!({ "burn": { "metrics": { key.clone(): info } } }));
@@ -218,10 +249,7 @@ impl Recorder {
                 }
                 let (_, values) = self.step_row.get_or_insert_with(|| (step, Vec::new()));
                 for (id, entry) in self.pending.drain(..) {
-                    match values.iter_mut().find(|(m, _)| *m == id) {
-                        Some((_, entries)) => entries.push(entry),
-                        None => values.push((id, vec![entry])),
-                    }
+                    per_metric::<Vec<_>>(values, id).push(entry);
                 }
                 if complete {
                     self.flush_step();
@@ -232,14 +260,7 @@ impl Recorder {
             Kind::Valid => self.pending.clear(),
             Kind::Test => {
                 for (id, entry) in self.pending.drain(..) {
-                    match self.test.iter_mut().find(|(m, _)| *m == id) {
-                        Some((_, mean)) => mean.push(&entry),
-                        None => {
-                            let mut mean = EntryMean::default();
-                            mean.push(&entry);
-                            self.test.push((id, mean));
-                        }
-                    }
+                    per_metric::<EntryMean>(&mut self.test, id).push(&entry);
                 }
             }
         }
@@ -287,8 +308,8 @@ impl Recorder {
                 .collect(),
         };
         for (id, value) in values {
-            if let Some(key) = self.keys.get(&id) {
-                row.push((format!("{epoch_prefix}/{key}").into(), value.into()));
+            if let Some(key) = self.key_of(&id, &epoch_prefix) {
+                row.push((key.into(), value.into()));
             }
         }
         row.push((format!("{epoch_prefix}/duration_s").into(), duration.into()));
@@ -326,11 +347,25 @@ impl Recorder {
                 "duration_s": duration,
                 "ended_at": now_unix(),
             }}));
+            self.log_checkpoints();
         }
         if self.finish_at_end {
             if let Err(e) = self.tracker.finish() {
                 ezpz_tracker::warn!("ezpz: finishing the run at the end of training: {e}");
             }
+        }
+    }
+
+    /// The checkpoints burn kept, as one artifact. burn has written them by now: its
+    /// checkpointer threads are joined when the training loop returns, before training's
+    /// end reaches the renderer (burn-train `src/checkpoint/async_checkpoint.rs`, `Drop`).
+    fn log_checkpoints(&self) {
+        let Some(dir) = &self.checkpoints else {
+            return;
+        };
+        if dir.is_dir() {
+            self.tracker
+                .log_artifacts([("burn_checkpoints", dir.clone())]);
         }
     }
 
@@ -342,7 +377,7 @@ impl Recorder {
         };
         let mut row: Vec<Metric> = Vec::with_capacity(values.len() + 2);
         for (id, entries) in values {
-            let Some(key) = self.keys.get(&id) else {
+            let Some(key) = self.key_of(&id, "train") else {
                 continue;
             };
             let value = match entries.as_slice() {
@@ -356,7 +391,7 @@ impl Recorder {
                     }
                 }
             };
-            row.push((format!("train/{key}").into(), value.into()));
+            row.push((key.into(), value.into()));
         }
         if let Some(split) = &self.split {
             let elapsed = split.started.elapsed().as_secs_f64();
@@ -366,6 +401,23 @@ impl Recorder {
             }
         }
         self.emit(step, row);
+    }
+
+    /// The key of burn's metric `id` under `prefix` (`valid/epoch` → `valid/epoch/loss`),
+    /// defined to the tracker (unit, goal) the first time it is logged.
+    fn key_of(&mut self, id: &MetricId, prefix: &str) -> Option<String> {
+        let key = format!("{prefix}/{}", self.keys.get(id)?);
+        if let Some((unit, goal)) = self.meanings.get(id) {
+            if !self.defined.contains(&key) {
+                self.defined.insert(key.clone());
+                let mut definition = TrackerDefinition::new(key.as_str()).goal(*goal);
+                if let Some(unit) = unit {
+                    definition = definition.unit(unit.as_str());
+                }
+                self.tracker.define_metric(definition);
+            }
+        }
+        Some(key)
     }
 
     /// Logs `row` at `step` with the epoch, after the watch rows of earlier steps and
@@ -433,6 +485,7 @@ mod tests {
                 accumulation: 1,
                 finish_at_end: true,
                 queue,
+                checkpoints: None,
             },
         )
     }
@@ -476,6 +529,19 @@ mod tests {
         assert_eq!(metrics["auroc"]["name"], "AUROC");
         assert_eq!(metrics["auroc"]["unit"], "%");
         assert_eq!(metrics["auroc"]["higher_is_better"], true);
+        // Each key a metric is logged under is defined once, with burn's unit and direction.
+        let defined: Vec<(&str, Option<&str>, Option<Goal>)> = snap
+            .definitions
+            .iter()
+            .map(|d| (d.key.as_str(), d.unit.as_deref(), d.goal))
+            .collect();
+        assert_eq!(
+            defined,
+            [
+                ("train/epoch/auroc", Some("%"), Some(Goal::Maximize)),
+                ("valid/epoch/auroc", Some("%"), Some(Goal::Maximize)),
+            ]
+        );
         assert_eq!(snap.config["burn"]["epochs_completed"], 1);
         assert_eq!(snap.finished, Some(ezpz_tracker::RunStatus::Finished));
     }

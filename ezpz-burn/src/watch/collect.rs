@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
+
+use super::grads::Gradients;
 use burn::tensor::{Device, FloatDType, IndexingUpdateOp, Int, Tensor, Transaction};
 use ezpz_tracker::{HistogramBins, HISTOGRAM_BINS};
 
@@ -64,7 +65,7 @@ pub(crate) struct Readout {
 ///
 /// # Errors
 /// The device failed to hand back the result ([`Error::Readback`]).
-pub fn norms<M: Module>(model: &M, grads: &GradientsParams) -> Result<Norms> {
+pub fn norms<M: Module, G: Gradients>(model: &M, grads: &G) -> Result<Norms> {
     collect(model, grads, false).map(|r| r.norms)
 }
 
@@ -96,8 +97,8 @@ const STATS: usize = 4;
 
 /// Walks the module, flattening every parameter and gradient to one `f32` vector on the first
 /// parameter's device. Vectors are numbered in order: parameter, then its gradient if any.
-struct Collector<'a> {
-    grads: &'a GradientsParams,
+struct Collector<'a, G> {
+    grads: &'a G,
     path: Vec<String>,
     device: Option<Device>,
     vectors: Vec<Tensor<1>>,
@@ -109,7 +110,7 @@ struct Entry {
     has_grad: bool,
 }
 
-impl Collector<'_> {
+impl<G> Collector<'_, G> {
     /// Flat, on the first parameter's device, in f32 (half precision would overflow the
     /// squares; mixed dtypes could not be concatenated).
     fn flat<const D: usize>(&mut self, t: Tensor<D>) -> Tensor<1> {
@@ -122,7 +123,7 @@ impl Collector<'_> {
     }
 }
 
-impl ModuleVisitor for Collector<'_> {
+impl<G: Gradients> ModuleVisitor for Collector<'_, G> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -133,7 +134,7 @@ impl ModuleVisitor for Collector<'_> {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = self.flat(param.val());
-        let grad = self.grads.get::<D>(param.id).map(|g| self.flat(g));
+        let grad = self.grads.grad::<D>(param.id).map(|g| self.flat(g));
         self.vectors.push(value);
         let has_grad = grad.is_some();
         self.vectors.extend(grad);
@@ -219,17 +220,17 @@ fn histogram_stats(x: Tensor<2>) -> (Tensor<1>, Tensor<1, Int>) {
     (stats, counts.reshape([k * COUNTS]))
 }
 
-pub(crate) fn collect<M: Module>(
+pub(crate) fn collect<M: Module, G: Gradients>(
     model: &M,
-    grads: &GradientsParams,
+    grads: &G,
     histograms: bool,
 ) -> Result<Readout> {
     collect_stacking(model, grads, histograms, MAX_STACK_ELEMENTS)
 }
 
-fn collect_stacking<M: Module>(
+fn collect_stacking<M: Module, G: Gradients>(
     model: &M,
-    grads: &GradientsParams,
+    grads: &G,
     histograms: bool,
     max_stack: usize,
 ) -> Result<Readout> {
@@ -365,6 +366,7 @@ fn unpack(params: &[Entry], per_vector: Vec<Readback>) -> Readout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::optim::GradientsParams;
     use burn::tensor::TensorData;
 
     fn vector(values: &[f32], device: &Device) -> Tensor<1> {

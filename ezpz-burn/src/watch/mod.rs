@@ -3,17 +3,18 @@
 
 mod collect;
 mod counter;
+mod grads;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use ezpz_tracker::{Metric, Tracker, Value, WeakTracker};
 
 use crate::record::{WatchQueue, WatchRow};
 pub use collect::{norms, readback_bytes, Norms, ParamNorm};
 use counter::StepCounters;
+pub use grads::Gradients;
 
 /// The default [`Watch::log_freq`].
 pub const DEFAULT_LOG_FREQ: u64 = 100;
@@ -208,23 +209,29 @@ impl Watch {
 
     /// Counts one optimizer step of `model` and, when due, logs the norms of `model` and
     /// `grads`. Never fails: a device error is a warning (once) and the step is skipped.
-    pub fn observe<M: Module>(&self, model: &M, grads: &GradientsParams) {
+    ///
+    /// `grads` is what burn hands to `TrainStep::optimize` (`GradientsParams`) or to
+    /// `TrainStep::optimize_multi` (`MultiGradientsParams`, one set per device: a
+    /// parameter's gradient is their sum, as the optimizer applies it).
+    pub fn observe<M: Module, G: Gradients>(&self, model: &M, grads: &G) {
         self.observe_with(model, grads, |_| Vec::new());
     }
 
     /// Like [`observe`](Watch::observe), adding the metrics `extra` returns to the norms' row
     /// (called only on steps that log norms, with the norms just computed).
-    pub fn observe_with<M, F>(&self, model: &M, grads: &GradientsParams, extra: F)
+    pub fn observe_with<M, G, F>(&self, model: &M, grads: &G, extra: F)
     where
         M: Module,
+        G: Gradients,
         F: FnOnce(&Norms) -> Vec<(String, f64)>,
     {
         crate::cost::timed(|| self.observe_timed(model, grads, extra));
     }
 
-    fn observe_timed<M, F>(&self, model: &M, grads: &GradientsParams, extra: F)
+    fn observe_timed<M, G, F>(&self, model: &M, grads: &G, extra: F)
     where
         M: Module,
+        G: Gradients,
         F: FnOnce(&Norms) -> Vec<(String, f64)>,
     {
         let Some(step) = self.state.counters.count(model) else {
@@ -323,8 +330,10 @@ fn due(step: u64, freq: u64) -> bool {
 }
 
 /// Calls [`Watch::observe`] on the [installed](Watch::install) watch; does nothing when none
-/// is installed. Put it in `TrainStep::optimize`, where burn hands over the final gradients.
-pub fn observe<M: Module>(model: &M, grads: &GradientsParams) {
+/// is installed. Put it in `TrainStep::optimize`, where burn hands over the final gradients,
+/// and in `TrainStep::optimize_multi` if you train with burn's multi-device strategy and
+/// `MultiDeviceOptim::OptimSharded` (burn calls it instead of `optimize` there).
+pub fn observe<M: Module, G: Gradients>(model: &M, grads: &G) {
     if let Some(watch) = Watch::installed() {
         watch.observe(model, grads);
     }
@@ -334,6 +343,7 @@ pub fn observe<M: Module>(model: &M, grads: &GradientsParams) {
 mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
+    use burn::optim::{GradientsParams, MultiGradientsParams};
     use burn::tensor::Tensor;
 
     #[test]
@@ -424,5 +434,42 @@ mod tests {
         let keys: Vec<&str> = snap.records[0].keys().iter().map(|k| &**k).collect();
         assert!(keys.iter().all(|k| k.starts_with("grads/")), "{keys:?}");
         assert!(keys.contains(&"grads/global_norm"), "{keys:?}");
+    }
+
+    #[test]
+    fn optimize_multi_gradients_count_once_and_their_norm_is_of_the_sum() {
+        let (tracker, memory) = crate::test_support::memory_tracker();
+        let device = crate::cpu_device().autodiff();
+        let model: Linear = LinearConfig::new(3, 2).init(&device);
+        // Two devices' gradients of different batches (both on one CPU device here).
+        let grads_of = |scale: f32| {
+            let x = Tensor::<2>::ones([4, 3], &device) * scale;
+            GradientsParams::from_grads(model.forward(x).sum().backward(), &model)
+        };
+        let (a, b) = (grads_of(1.0), grads_of(-3.0));
+        let weight = model.weight.id;
+        let sum = a.get::<2>(weight).unwrap() + b.get::<2>(weight).unwrap();
+        let expected = sum
+            .into_data()
+            .iter::<f64>()
+            .map(|v| v * v)
+            .sum::<f64>()
+            .sqrt();
+        let multi = MultiGradientsParams {
+            grads: vec![(a, device.clone()), (b, device.clone())],
+        };
+        let watch = Watch::new(&tracker).log_freq(1);
+        watch.observe(&model, &multi);
+        watch.observe(&model, &multi);
+        tracker.finish().unwrap();
+        assert_eq!(watch.step(), 2, "one step per optimize_multi call");
+        let snap = memory.snapshot();
+        let norms = snap.series("grads/norm/weight");
+        assert_eq!(norms.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2]);
+        let tol = 1e-5 * expected.max(1.0);
+        assert!(
+            (norms[0].1 - expected).abs() <= tol,
+            "{norms:?} vs {expected}"
+        );
     }
 }

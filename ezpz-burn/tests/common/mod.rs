@@ -7,7 +7,7 @@ use burn::module::Param;
 use burn::nn::loss::{MseLoss, Reduction};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
 use burn::train::{InferenceStep, RegressionOutput, TrainOutput, TrainStep};
 use ezpz_burn::Watch;
@@ -93,6 +93,19 @@ impl TrainStep for Net {
             watch.observe(&self, &grads);
         }
         optim.step(lr, self, grads)
+    }
+
+    /// burn's multi-device strategy with `MultiDeviceOptim::OptimSharded` calls this.
+    fn optimize_multi(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: MultiGradientsParams,
+    ) -> Self {
+        if let Some(watch) = &self.watch {
+            watch.observe(&self, &grads);
+        }
+        optim.step_multi(lr, self, grads)
     }
 }
 

@@ -43,7 +43,8 @@ impl Appender {
         Ok(Self::with_file(path, file, len))
     }
 
-    /// Creates `path`, or truncates it.
+    /// Creates `path`, or truncates it (the `.wandb` log, written whole by one run).
+    #[cfg(feature = "wandb")]
     pub fn create(path: &Path) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io("cannot create", path, e))?;
         Ok(Self::with_file(path, file, 0))
@@ -97,7 +98,8 @@ impl Appender {
         }
     }
 
-    /// Flushes and asks the OS to put the file's data on disk.
+    /// Flushes and asks the OS to put the file's data on disk (the `.wandb` log at exit).
+    #[cfg(feature = "wandb")]
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
         self.file
@@ -154,11 +156,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 // Kept here for the modules that import them from this file; they live in their own files.
 #[cfg(feature = "wandb")]
 pub(crate) use super::copy::copy_into;
+#[cfg(any(feature = "mlflow", feature = "wandb"))]
 pub(crate) use crate::user_paths::file_stem;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user_paths::file_stem;
 
     #[test]
     fn file_stems_are_safe() {

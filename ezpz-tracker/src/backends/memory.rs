@@ -6,6 +6,7 @@ use crate::backend::{
     Artifacts, Backend, BackendContext, HistogramRecord, ImageRecord, Record, RunStatus, Table,
 };
 use crate::config::merge_json;
+use crate::definition::MetricDefinition;
 use crate::Result;
 
 /// Everything a [`MemoryBackend`] received, as returned by [`MemoryBackend::snapshot`].
@@ -23,6 +24,8 @@ pub struct MemorySnapshot {
     pub artifacts: Vec<Artifacts>,
     /// Histograms, in order.
     pub histograms: Vec<HistogramRecord>,
+    /// Metric definitions, in order.
+    pub definitions: Vec<MetricDefinition>,
     /// Number of explicit and periodic flushes.
     pub flushes: usize,
     /// The status `finish` was called with, once it was.
@@ -116,6 +119,10 @@ impl Backend for MemoryBackend {
     }
     fn log_histogram(&mut self, histogram: &HistogramRecord) -> Result<()> {
         self.lock().histograms.push(histogram.clone());
+        Ok(())
+    }
+    fn define_metric(&mut self, definition: &MetricDefinition) -> Result<()> {
+        self.lock().definitions.push(definition.clone());
         Ok(())
     }
     fn flush(&mut self) -> Result<()> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 
 use crate::backend::{Artifacts, HistogramRecord, ImageRecord, Record, RunStatus, Table};
+use crate::definition::MetricDefinition;
 use crate::Result;
 
 /// Most rows in one batch (a hand-off is forced when this many wait).
@@ -23,6 +24,7 @@ pub(crate) enum Msg {
     Image(Arc<ImageRecord>),
     Artifacts(Arc<Artifacts>),
     Histogram(Arc<HistogramRecord>),
+    Define(Arc<MetricDefinition>),
     Flush(Sender<Result<()>>),
     Finish(RunStatus, Sender<Result<()>>),
 }

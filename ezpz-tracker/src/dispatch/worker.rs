@@ -348,6 +348,7 @@ impl Worker {
             Msg::Image(i) => self.call("log_image", |b| b.log_image(&i)),
             Msg::Artifacts(a) => self.call("log_artifacts", |b| b.log_artifacts(&a)),
             Msg::Histogram(h) => self.call("log_histogram", |b| b.log_histogram(&h)),
+            Msg::Define(d) => self.call("define_metric", |b| b.define_metric(&d)),
             Msg::Flush(reply) => {
                 let res = self.call("flush", |b| b.flush());
                 self.publish_run_info();

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 
 use super::compact::is_counter;
 use super::config_diff::config_diff;
-use super::heatmap::is_heatmap_metric;
 use super::history::{History, MetricHistory};
-use super::overview::{self, Panel, COLOURS, MAX_PANELS};
+use super::keys::is_heatmap_metric;
 use super::runs::RunOverview;
 use super::text::{cell, code, link_target, number};
-use crate::backends::appender::{file_stem, write_atomic};
+use crate::backends::appender::write_atomic;
 use crate::backends::jsonl::METRICS_JSONL;
 use crate::{Error, Result};
 
@@ -93,42 +92,7 @@ pub fn compare(
     let names = chosen(&histories, keys);
     std::fs::create_dir_all(out).map_err(|e| Error::io("cannot create directory", out, e))?;
 
-    // Groups in order of first appearance, one panel per metric, one line per run.
-    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-    for n in &names {
-        let group = n.rsplit_once('/').map_or("", |(g, _)| g).to_string();
-        match groups.iter_mut().find(|(g, _)| *g == group) {
-            Some((_, ms)) => ms.push(n),
-            None => groups.push((group, vec![n])),
-        }
-    }
-    let mut plots = Vec::new();
-    for (group, metrics) in &groups {
-        let panels: Vec<Panel<'_>> = metrics
-            .iter()
-            .take(MAX_PANELS)
-            .map(|name| Panel {
-                title: name.to_string(),
-                series: labels
-                    .iter()
-                    .zip(&histories)
-                    .take(COLOURS.len())
-                    .filter_map(|(l, h)| Some((l.clone(), h.get(name)?)))
-                    .collect(),
-            })
-            .collect();
-        let Some(img) = overview::render(&panels, cell_size)? else {
-            continue;
-        };
-        let stem = if group.is_empty() {
-            "top-level".to_string()
-        } else {
-            file_stem(group)
-        };
-        let path = out.join(format!("{stem}.png"));
-        super::plot::save(&img, &path)?;
-        plots.push(path);
-    }
+    let plots = draw(&names, &labels, &histories, out, cell_size)?;
 
     let finals: Vec<(String, Vec<Option<f64>>)> = names
         .iter()
@@ -154,6 +118,68 @@ pub fn compare(
         finals,
         markdown: markdown_path,
     })
+}
+
+/// One PNG per key group of `names` in `out`, the runs overlaid (feature `report`; none
+/// without it).
+#[cfg(feature = "report")]
+fn draw(
+    names: &[String],
+    labels: &[String],
+    histories: &[History],
+    out: &Path,
+    cell_size: (u32, u32),
+) -> Result<Vec<PathBuf>> {
+    use super::overview::{self, Panel, COLOURS, MAX_PANELS};
+    use crate::user_paths::file_stem;
+    // Groups in order of first appearance, one panel per metric, one line per run.
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for n in names {
+        let group = n.rsplit_once('/').map_or("", |(g, _)| g).to_string();
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, ms)) => ms.push(n),
+            None => groups.push((group, vec![n.as_str()])),
+        }
+    }
+    let mut plots = Vec::new();
+    for (group, metrics) in &groups {
+        let panels: Vec<Panel<'_>> = metrics
+            .iter()
+            .take(MAX_PANELS)
+            .map(|name| Panel {
+                title: name.to_string(),
+                series: labels
+                    .iter()
+                    .zip(histories)
+                    .take(COLOURS.len())
+                    .filter_map(|(l, h)| Some((l.clone(), h.get(name)?)))
+                    .collect(),
+            })
+            .collect();
+        let Some(img) = overview::render(&panels, cell_size)? else {
+            continue;
+        };
+        let stem = if group.is_empty() {
+            "top-level".to_string()
+        } else {
+            file_stem(group)
+        };
+        let path = out.join(format!("{stem}.png"));
+        super::plot::save(&img, &path)?;
+        plots.push(path);
+    }
+    Ok(plots)
+}
+
+#[cfg(not(feature = "report"))]
+fn draw(
+    _names: &[String],
+    _labels: &[String],
+    _histories: &[History],
+    _out: &Path,
+    _cell_size: (u32, u32),
+) -> Result<Vec<PathBuf>> {
+    Ok(Vec::new())
 }
 
 /// The comparison as Markdown: runs, configuration differences, final values, plots.

@@ -8,12 +8,10 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::history::{History, MetricHistory};
+use super::keys::HEATMAP_PREFIXES;
 use super::plot::{canvas, save, BAD, FONT};
 use super::text::number;
 use crate::Result;
-
-/// The metric prefixes drawn as heatmaps.
-pub const HEATMAP_PREFIXES: [&str; 2] = ["params/norm/", "grads/norm/"];
 
 /// Cells of a row with no value at that step.
 const MISSING: RGBColor = RGBColor(255, 255, 255);
@@ -47,11 +45,6 @@ pub struct HeatmapInfo {
 /// `encoder.layers.0.mlp.weight` → `encoder.layers.0.mlp`.
 fn module_of(path: &str) -> &str {
     path.rsplit_once('.').map_or("", |(m, _)| m)
-}
-
-/// Whether `name` is drawn in a heatmap rather than as a plot of its own.
-pub(crate) fn is_heatmap_metric(name: &str) -> bool {
-    HEATMAP_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// The heatmaps `history` has (none without per-parameter norms).

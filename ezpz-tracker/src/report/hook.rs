@@ -1,10 +1,12 @@
 //! The report as a finish hook: on by default, run on rank 0 when `jsonl` is attached.
+//! Without the `report` feature it still writes `run_info.json` and `report.json` (how the
+//! run ended, which `ezpz ls` shows) and logs the `training_history` table.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use super::identity::RunIdentity;
-use super::{build_from, history_table, read_config, ReportOptions};
+use super::{history_table, read_config, record_run, ReportOptions};
 use crate::tracker::FinishHook;
 use crate::{Result, RunStatus, Tracker};
 
@@ -15,6 +17,16 @@ fn finish_status(tracker: &Tracker) -> &'static str {
         Some(RunStatus::Killed) => "killed",
         Some(RunStatus::Finished) | None => "finished",
     }
+}
+
+/// Asked for the report in a build without its pages: one warning says what is written.
+#[cfg(not(feature = "report"))]
+pub(crate) fn warn_no_pages() {
+    crate::warn!(
+        "ezpz: this build has no end-of-run report (ezpz-tracker's `report` feature is off): \
+         report.md, report.html and plots/ are not written; run_info.json, report.json and the \
+         training_history table are. Turn the feature on (it is a default feature) to get them"
+    );
 }
 
 /// The hook [`TrackerBuilder`](crate::TrackerBuilder) adds unless `report(false)`.
@@ -48,15 +60,21 @@ fn run(tracker: &Tracker, options: &ReportOptions) -> Result<()> {
     let config = read_config(&outdir);
     let identity = RunIdentity::from_tracker(tracker, &outdir, config.as_ref());
     let status = finish_status(tracker);
-    let files = build_from(&jsonl, &outdir, Some(identity), options, Some(status))?;
-    let table = history_table(&jsonl, &files.history, options.max_table_rows)?;
+    let recorded = record_run(&jsonl, &outdir, Some(identity), options, Some(status))?;
+    let table = history_table(&jsonl, &recorded.history, options.max_table_rows)?;
     tracker.log_table("training_history", table.columns, table.rows);
-    tracker.log_artifacts([
-        ("report", files.report.clone()),
-        ("report_html", files.html),
-        ("plots", files.plots_dir),
-        ("run_info", files.run_info),
-    ]);
-    tracing::info!("ezpz: report written to {}", files.report.display());
+    #[cfg(feature = "report")]
+    {
+        let pages = recorded.pages;
+        tracker.log_artifacts([
+            ("report", pages.report.clone()),
+            ("report_html", pages.html),
+            ("plots", pages.plots_dir),
+            ("run_info", recorded.run_info),
+        ]);
+        tracing::info!("ezpz: report written to {}", pages.report.display());
+    }
+    #[cfg(not(feature = "report"))]
+    tracker.log_artifacts([("run_info", recorded.run_info)]);
     Ok(())
 }

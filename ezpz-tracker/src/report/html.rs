@@ -6,9 +6,6 @@ use std::path::Path;
 use base64::Engine;
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
 
-/// The page's file name inside the run directory.
-pub const REPORT_HTML: &str = "report.html";
-
 const STYLE: &str = "\
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1280px;\
 margin:2em auto;padding:0 1.5em;color:#1f2328;line-height:1.5}\

@@ -16,3 +16,11 @@ pub(crate) fn split_aggregate(key: &str) -> Option<(&str, &'static str)> {
             .map(|base| (base, *s))
     })
 }
+
+/// The metric prefixes drawn as heatmaps.
+pub const HEATMAP_PREFIXES: [&str; 2] = ["params/norm/", "grads/norm/"];
+
+/// Whether `name` is drawn in a heatmap rather than as a plot of its own.
+pub(crate) fn is_heatmap_metric(name: &str) -> bool {
+    HEATMAP_PREFIXES.iter().any(|p| name.starts_with(p))
+}

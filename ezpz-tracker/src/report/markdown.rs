@@ -277,7 +277,7 @@ fn overview_section(out: &mut String, h: &History, group_rows: usize) {
     let groups = groups(h);
     let mut collapsed = false;
     for (group, metrics) in &groups {
-        if metrics.len() > group_rows || super::heatmap::is_heatmap_metric(&format!("{group}/")) {
+        if metrics.len() > group_rows || super::keys::is_heatmap_metric(&format!("{group}/")) {
             collapsed = true;
             out.push_str(&group_row(group, metrics));
         } else {

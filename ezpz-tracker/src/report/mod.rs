@@ -33,55 +33,81 @@
 //! Then it logs the history as the `training_history` table and the outputs as artifacts,
 //! so they reach MLflow and W&B too. Turn it off with
 //! [`TrackerBuilder::report(false)`](crate::TrackerBuilder::report); rebuild it from the
-//! files with `ezpz report <outdir>` or [`build_report`].
+//! files with `ezpz report <outdir>` or `build_report`.
+//!
+//! The pages and plots (`report.md`, `report.html`, `plots/`, `build_report`) need the
+//! crate's `report` feature (on by default). Without it the finish hook still writes
+//! `run_info.json` and `report.json` and logs the `training_history` table; reading runs
+//! back (`History`, `runs`, `compare`'s tables) and the console line are always there.
 //!
 //! The console line is [`format_compact`]:
 //! `iter=180   loss=0.078000(±0.026) acc=0.984000(±9.9e-3) lr=0.000059`.
 
+// The pictures and pages (feature `report`: plotters, a bundled font, Markdown to HTML).
+#[cfg(feature = "report")]
 mod axis;
+#[cfg(feature = "report")]
+mod heatmap;
+#[cfg(feature = "report")]
+mod html;
+#[cfg(feature = "report")]
+mod markdown;
+#[cfg(feature = "report")]
+mod overview;
+#[cfg(feature = "report")]
+mod pages;
+#[cfg(feature = "report")]
+mod plot;
+// Reading runs back, the console line and the run's record: always.
 mod compact;
 mod compare;
 mod config_diff;
-mod heatmap;
 mod history;
 mod hook;
-mod html;
 mod identity;
 mod keys;
-mod markdown;
 mod memory;
-mod overview;
-mod plot;
+mod panels;
 pub mod runs;
 mod series;
 mod table;
 mod text;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use compact::{format_compact, format_std, CompactFormat};
 pub use compare::{compare, Comparison, COMPARE_MD};
-pub use heatmap::{HeatmapInfo, HEATMAP_PREFIXES};
+#[cfg(feature = "report")]
+pub use heatmap::HeatmapInfo;
 pub use history::{History, MetricHistory, DEFAULT_MAX_POINTS};
-pub use html::REPORT_HTML;
-pub(crate) use identity::{known_secrets, redact_values, redacted_args};
+#[cfg(any(feature = "mlflow", feature = "wandb"))]
+pub(crate) use identity::known_secrets;
+#[cfg(feature = "wandb")]
+pub(crate) use identity::redact_values;
+#[cfg(feature = "mlflow")]
+pub(crate) use identity::redacted_args;
 pub use identity::{BackendLink, RunIdentity, RUN_INFO_JSON};
-pub use plot::DEFAULT_PLOT_SIZE;
+pub use keys::HEATMAP_PREFIXES;
+#[cfg(feature = "report")]
+pub use pages::{build_report, ReportFiles};
 pub use series::{Channel, NonFinitePoint, RunningStats, SeriesPoint, ThinnedSeries};
 pub use table::{history_table, HistoryTable, DEFAULT_MAX_TABLE_ROWS};
 
 pub(crate) use hook::finish_hook;
+#[cfg(not(feature = "report"))]
+pub(crate) use hook::warn_no_pages;
 
-use crate::backends::appender::{file_stem, write_atomic};
-use crate::backends::jsonl::METRICS_JSONL;
-use crate::{Error, Result};
-use markdown::{Plotted, ReportInput};
+use crate::backends::appender::write_atomic;
+use crate::Result;
 
 /// The report's file name inside the run directory.
 pub const REPORT_MD: &str = "report.md";
+/// The report as one self-contained HTML page, inside the run directory.
+pub const REPORT_HTML: &str = "report.html";
+/// Plot size unless told otherwise, in pixels.
+pub const DEFAULT_PLOT_SIZE: (u32, u32) = (900, 500);
 /// The plots' directory inside the run directory.
 pub const PLOTS_DIR: &str = "plots";
 /// The overview picture inside [`PLOTS_DIR`].
@@ -131,29 +157,6 @@ impl Default for ReportOptions {
     }
 }
 
-/// What [`build_report`] wrote.
-#[derive(Debug, Clone)]
-pub struct ReportFiles {
-    /// `report.md`.
-    pub report: PathBuf,
-    /// `report.html`: the same report as one self-contained page.
-    pub html: PathBuf,
-    /// The `plots/` directory.
-    pub plots_dir: PathBuf,
-    /// `plots/overview.png`, when the run has series to show in it.
-    pub overview: Option<PathBuf>,
-    /// The overview's panels, by title (`loss`, `accuracy`, …).
-    pub overview_panels: Vec<String>,
-    /// The norm heatmaps.
-    pub heatmaps: Vec<HeatmapInfo>,
-    /// Every PNG written: the overview, the heatmaps, then one per metric in metric order.
-    pub plots: Vec<PathBuf>,
-    /// `run_info.json`.
-    pub run_info: PathBuf,
-    /// The history the report was made from.
-    pub history: History,
-}
-
 /// `report.json`: the files the report wrote (relative to the run directory), so that a
 /// rebuild removes exactly its own stale plots and never a file it did not write, and how
 /// the run ended (`finished`, `failed`), which `ezpz ls` shows.
@@ -176,34 +179,26 @@ impl ReportManifest {
     }
 }
 
-/// Builds the report of the run in `outdir` from its `metrics.jsonl`.
-///
-/// `identity`: the run's identity, written to `run_info.json`; `None` reads an existing
-/// `run_info.json` (as `ezpz report` does, so the report comes out as it did at the end of
-/// the run), else derives what the JSONL tells and writes that. Plots a previous build
-/// wrote (listed in `report.json`) and not written again are removed; other files in
-/// `plots/` are left alone.
-///
-/// # Errors
-/// `metrics.jsonl` cannot be read, a `run_info.json` is unreadable, or a file cannot be
-/// written.
-pub fn build_report(
-    outdir: &Path,
-    identity: Option<RunIdentity>,
-    options: &ReportOptions,
-) -> Result<ReportFiles> {
-    build_from(&outdir.join(METRICS_JSONL), outdir, identity, options, None)
+/// What the end of a run wrote: the history read back, `run_info.json` and, with the
+/// `report` feature, the report's pages.
+pub(crate) struct Recorded {
+    pub history: History,
+    pub run_info: PathBuf,
+    #[cfg(feature = "report")]
+    pub pages: pages::Pages,
 }
 
-/// [`build_report`] with the JSONL file given (a custom `JsonlBackend` may name its own)
-/// and the run's end status (`None`: keep what `report.json` says).
-pub(crate) fn build_from(
+/// Reads the run in `outdir` back from `jsonl` and writes its record: `run_info.json`
+/// (`identity`, else the existing file, else what the JSONL tells), the report's pages
+/// (feature `report`), and `report.json` (what was written, and the run's end `status`;
+/// `None` keeps what `report.json` says).
+pub(crate) fn record_run(
     jsonl: &Path,
     outdir: &Path,
     identity: Option<RunIdentity>,
     options: &ReportOptions,
     status: Option<&str>,
-) -> Result<ReportFiles> {
+) -> Result<Recorded> {
     let history = History::read(jsonl, options.max_points)?;
     let config = read_config(outdir);
     let run_info = outdir.join(RUN_INFO_JSON);
@@ -220,62 +215,22 @@ pub(crate) fn build_from(
         }
     };
     let previous = ReportManifest::load(outdir);
-    let plots_dir = outdir.join(PLOTS_DIR);
-    std::fs::create_dir_all(&plots_dir)
-        .map_err(|e| Error::io("cannot create directory", &plots_dir, e))?;
-    let mut plots = Vec::new();
-
-    let cell = (
-        (options.plot_size.0 / 2).max(400),
-        (options.plot_size.1 / 2).max(250),
-    );
-    let overview_path = plots_dir.join(OVERVIEW_PNG);
-    let overview_panels = overview::write(&history, &options.overview_keys, cell, &overview_path)?;
-    let overview = (!overview_panels.is_empty()).then(|| {
-        plots.push(overview_path.clone());
-        overview_path
-    });
-    let heatmaps = heatmap::write(
-        &history,
-        options.plot_size.0.max(600) + 200,
-        &plots_dir,
-        PLOTS_DIR,
-    )?;
-    plots.extend(heatmaps.iter().map(|h| outdir.join(&h.file)));
-    let (plotted, metric_plots) = write_plots(&history, &plots_dir, options)?;
-    plots.extend(metric_plots);
-
-    let report = outdir.join(REPORT_MD);
-    let text = markdown::render(&ReportInput {
+    #[cfg(feature = "report")]
+    let pages = pages::write(
         outdir,
-        identity: &identity,
-        history: &history,
-        config: config.as_ref(),
-        plots: &plotted,
-        max_plots: options.max_plots,
-        overview: overview.as_ref().map(|_| {
-            (
-                format!("{PLOTS_DIR}/{OVERVIEW_PNG}"),
-                overview_panels.clone(),
-            )
-        }),
-        heatmaps: &heatmaps,
-        group_rows: options.group_rows,
-    });
-    write_atomic(&report, text.as_bytes())?;
-    let html = outdir.join(REPORT_HTML);
-    write_atomic(&html, html::render(&text, outdir).as_bytes())?;
-
-    let mut files: Vec<String> = vec![REPORT_MD.into(), REPORT_HTML.into()];
-    files.extend(
-        plots
-            .iter()
-            .filter_map(|p| p.strip_prefix(outdir).ok())
-            .map(|p| p.to_string_lossy().replace('\\', "/")),
-    );
-    if let Some(old) = &previous {
-        remove_stale(outdir, &old.files, &files);
-    }
+        &identity,
+        &history,
+        config.as_ref(),
+        options,
+        previous.as_ref(),
+    )?;
+    #[cfg(feature = "report")]
+    let files = pages.files.clone();
+    #[cfg(not(feature = "report"))]
+    let files = {
+        let _ = identity;
+        Vec::new()
+    };
     let manifest = ReportManifest {
         status: status
             .map(str::to_string)
@@ -285,78 +240,16 @@ pub(crate) fn build_from(
     };
     let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     write_atomic(&outdir.join(REPORT_JSON), &json)?;
-    Ok(ReportFiles {
-        report,
-        html,
-        plots_dir,
-        overview,
-        overview_panels,
-        heatmaps,
-        plots,
-        run_info,
+    Ok(Recorded {
         history,
+        run_info,
+        #[cfg(feature = "report")]
+        pages,
     })
-}
-
-/// Removes the plots an earlier build wrote (`old`) that this one did not (`new`): only
-/// `plots/<name>.png` entries, nothing a user put there.
-fn remove_stale(outdir: &Path, old: &[String], new: &[String]) {
-    for rel in old.iter().filter(|f| !new.contains(f)) {
-        let Some(name) = rel.strip_prefix(&format!("{PLOTS_DIR}/")) else {
-            continue;
-        };
-        let plain = Path::new(name).components().count() == 1
-            && !name.starts_with('.')
-            && name.ends_with(".png");
-        if plain {
-            let _ = std::fs::remove_file(outdir.join(PLOTS_DIR).join(name));
-        }
-    }
 }
 
 /// `config.json` as written by the `csv` backend, if present and readable.
 pub(crate) fn read_config(outdir: &Path) -> Option<serde_json::Value> {
     let bytes = std::fs::read(outdir.join("config.json")).ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-fn write_plots(
-    history: &History,
-    dir: &Path,
-    options: &ReportOptions,
-) -> Result<(Vec<Plotted>, Vec<PathBuf>)> {
-    // Names the overview and the heatmaps use.
-    let mut used: HashSet<String> = ["overview", "params_norm", "grads_norm"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let mut plotted = Vec::new();
-    let mut files = Vec::new();
-    for m in history.metrics() {
-        let state = if compact::is_counter(m.name()) && m.main_channel().is_some() {
-            Plotted::Counter
-        } else if m.main_channel().is_none() {
-            Plotted::NoData
-        } else if !options.norm_plots && heatmap::is_heatmap_metric(m.name()) {
-            Plotted::InHeatmap
-        } else if files.len() >= options.max_plots {
-            Plotted::OverLimit
-        } else {
-            let mut stem = file_stem(m.name());
-            let mut n = 2;
-            while !used.insert(stem.clone()) {
-                stem = format!("{}-{n}", file_stem(m.name()));
-                n += 1;
-            }
-            let path = dir.join(format!("{stem}.png"));
-            if plot::write_png(m, options.plot_size, &path)? {
-                files.push(path);
-                Plotted::File(format!("{PLOTS_DIR}/{stem}.png"))
-            } else {
-                Plotted::NoData
-            }
-        };
-        plotted.push(state);
-    }
-    Ok((plotted, files))
 }

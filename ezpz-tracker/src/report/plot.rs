@@ -21,9 +21,6 @@ const GRID: RGBColor = RGBColor(232, 232, 232);
 pub(crate) const BAD: RGBColor = RGBColor(214, 39, 40);
 pub(crate) const FONT: &str = "sans-serif";
 
-/// Plot size unless told otherwise, in pixels.
-pub const DEFAULT_PLOT_SIZE: (u32, u32) = (900, 500);
-
 /// Registers DejaVu Sans (compiled in) as plotters' `sans-serif` once; no system font is
 /// ever looked up.
 fn font_ready() -> bool {

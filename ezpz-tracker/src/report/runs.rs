@@ -535,7 +535,7 @@ pub fn show(dir: &Path, max_points: usize) -> crate::Result<String> {
 
     let jsonl = dir.join(METRICS_JSONL);
     if let Ok(history) = super::History::read(&jsonl, max_points) {
-        let mut names: Vec<&str> = super::overview::panels(&history, &[])
+        let mut names: Vec<&str> = super::panels::panels(&history, &[])
             .into_iter()
             .flat_map(|p| p.series.into_iter().map(|(_, m)| m.name()))
             .collect();

@@ -38,6 +38,7 @@ fn trim_zeros(text: &str) -> String {
 }
 
 /// An integer-valued statistic without decimals (`180`), other values as [`number`].
+#[cfg(feature = "report")]
 pub(crate) fn stat(v: f64, integer: bool) -> String {
     if integer && v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
@@ -86,7 +87,9 @@ mod tests {
         assert_eq!(number(f64::NAN, 6), "NaN");
         assert_eq!(number(f64::NEG_INFINITY, 6), "-inf");
         assert_eq!(number(0.0, 6), "0");
+        #[cfg(feature = "report")]
         assert_eq!(stat(180.0, true), "180");
+        #[cfg(feature = "report")]
         assert_eq!(stat(180.5, true), "180.5");
     }
 

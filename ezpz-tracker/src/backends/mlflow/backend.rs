@@ -11,7 +11,7 @@ use super::artifacts::{expand, Upload};
 use super::auth::{strip_userinfo, Credentials, Secrets, Tls};
 use super::batch::{write_metric, BatchBuilder, Kind};
 use super::client::RestClient;
-use super::keys::{local_renames, KeyMapper};
+use super::keys::{local_renames, sanitize, KeyMapper};
 use super::options::MlflowOptions;
 use super::params::{system_params, GitInfo, ParamLog};
 use super::run::{end_body, new_run_uid, RunMeta};
@@ -27,7 +27,10 @@ use crate::config::flatten;
 use crate::env::{self, var};
 use crate::run_settings::RunSettings;
 use crate::spool::{spool_dir, Spool};
-use crate::{Error, Result};
+use crate::{Error, MetricDefinition, Result};
+
+/// Tags [`MlflowBackend`] sets from a metric definition start with this.
+pub const METRIC_TAG_PREFIX: &str = "ezpz.metric.";
 
 /// The tag MLflow shows as the run's description.
 const NOTE_TAG: &str = "mlflow.note.content";
@@ -205,14 +208,19 @@ impl MlflowBackend {
     /// Spools params (deduplicated and checked, see [`ParamLog`]).
     fn log_params(&mut self, flat: Vec<(String, String)>) -> Result<()> {
         let admitted = self.params.admit(flat, &mut self.keys, &self.secrets);
-        let mut batch = BatchBuilder::new(Kind::Params);
+        self.spool_key_values(Kind::Params, &admitted)
+    }
+
+    /// Spools `items` as `kind` (params or tags) in batches within the server's limits.
+    fn spool_key_values(&mut self, kind: Kind, items: &[(String, String)]) -> Result<()> {
+        let mut batch = BatchBuilder::new(kind);
         let mut bodies = Vec::new();
-        for (k, v) in &admitted {
+        for (k, v) in items {
             bodies.extend(batch.push(|o| super::batch::write_key_value(o, k, v)));
         }
         bodies.extend(batch.seal());
         for body in bodies {
-            self.append(Kind::Params.field(), &body)?;
+            self.append(kind.field(), &body)?;
         }
         Ok(())
     }
@@ -428,6 +436,25 @@ impl Backend for MlflowBackend {
             }
         }
         self.log_params(flatten(config, "."))
+    }
+
+    /// Tags the run with the metric's unit and goal: `ezpz.metric.<key>.unit` and
+    /// `ezpz.metric.<key>.goal` (`minimize` / `maximize`), `<key>` as the run shows the
+    /// metric. Tags, unlike params, may change.
+    fn define_metric(&mut self, definition: &MetricDefinition) -> Result<()> {
+        let name = self.keys.map(&Arc::from(definition.key.as_str()), "metric");
+        let tag = |what: &str| {
+            let key = format!("{METRIC_TAG_PREFIX}{name}.{what}");
+            sanitize(&key).unwrap_or(key)
+        };
+        let mut tags = Vec::new();
+        if let Some(unit) = &definition.unit {
+            tags.push((tag("unit"), unit.clone()));
+        }
+        if let Some(goal) = definition.goal {
+            tags.push((tag("goal"), goal.as_str().to_string()));
+        }
+        self.spool_key_values(Kind::Tags, &tags)
     }
 
     fn log_table(&mut self, table: &Table) -> Result<()> {

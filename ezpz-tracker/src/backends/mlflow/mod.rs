@@ -38,6 +38,6 @@ mod replay;
 mod run;
 mod sender;
 
-pub use backend::MlflowBackend;
+pub use backend::{MlflowBackend, METRIC_TAG_PREFIX};
 pub use options::MlflowOptions;
 pub(crate) use replay::replay;

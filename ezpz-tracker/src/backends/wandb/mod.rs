@@ -22,6 +22,7 @@ pub use auth::logged_in;
 mod history;
 mod log;
 mod media;
+mod metrics;
 mod mode;
 mod online;
 mod options;
@@ -40,10 +41,11 @@ use crate::backend::{
 };
 use crate::env::{self, var};
 use crate::run_settings::split_tags;
-use crate::{Error, Result};
+use crate::{Error, MetricDefinition, Result};
 
 use self::history::{value_json, Row, Steps};
 use self::media::Media;
+use self::metrics::{Definitions, WANDB_CONFIG_KEY};
 use self::online::{Endpoint, OnlineHandle};
 use self::run::{new_run_id, RunIdent, RunLog};
 
@@ -76,6 +78,7 @@ struct Active {
     pending_media: Vec<Media>,
     pending_media_step: u64,
     config: Map<String, Json>,
+    definitions: Definitions,
     online: Option<OnlineHandle>,
     /// The run id was given (`WANDB_RUN_ID`): the run may be resumed.
     given_id: bool,
@@ -193,6 +196,7 @@ impl WandbBackend {
                 pending_media: Vec::new(),
                 pending_media_step: 0,
                 config,
+                definitions: Definitions::default(),
                 online,
                 given_id: given_id.is_some(),
                 lost_warned: false,
@@ -339,6 +343,37 @@ impl Active {
     }
 }
 
+/// Metric definitions (`metrics.rs`).
+impl Active {
+    /// A `metric` record in the log; online, the definitions in the configuration's
+    /// `_wandb.m`, where the real client puts them (the log's configuration is left alone:
+    /// `wandb sync` makes `_wandb.m` from the records).
+    fn define_metric(&mut self, definition: &MetricDefinition) -> Result<()> {
+        let Some(record) = self.definitions.define(definition) else {
+            return Ok(());
+        };
+        self.run.metric(record)?;
+        self.config
+            .insert(WANDB_CONFIG_KEY.into(), self.definitions.config_entry());
+        if let Some(o) = &mut self.online {
+            o.set_config(wandb_config(&self.config));
+        }
+        Ok(())
+    }
+
+    /// The summary of each defined key in `record`: its last and best values.
+    fn summarize_defined(&mut self, record: &Record) {
+        if self.definitions.is_empty() {
+            return;
+        }
+        for (k, v) in record.metrics() {
+            if let Some(json) = self.definitions.summary(k, &v) {
+                self.run.set_summary(k, &json);
+            }
+        }
+    }
+}
+
 fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -358,7 +393,9 @@ impl Backend for WandbBackend {
         for (k, v) in record.metrics() {
             row.set(k, value_json(&v));
         }
-        a.write_row(record.step, record.timestamp, row)
+        a.write_row(record.step, record.timestamp, row)?;
+        a.summarize_defined(record);
+        Ok(())
     }
 
     fn log_config(&mut self, config: &Json) -> Result<()> {
@@ -384,6 +421,11 @@ impl Backend for WandbBackend {
         }
         a.connect_early();
         Ok(())
+    }
+
+    fn define_metric(&mut self, definition: &MetricDefinition) -> Result<()> {
+        let Some(a) = self.live() else { return Ok(()) };
+        a.define_metric(definition)
     }
 
     fn log_table(&mut self, table: &Table) -> Result<()> {

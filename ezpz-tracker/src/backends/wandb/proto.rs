@@ -20,6 +20,9 @@ pub struct Record {
     /// Files to upload from the run's `files/` directory.
     #[prost(message, optional, tag = "6")]
     pub files: Option<FilesRecord>,
+    /// A metric definition (`define_metric`).
+    #[prost(message, optional, tag = "12")]
+    pub metric: Option<MetricRecord>,
     /// The run's identity; the first record of every log.
     #[prost(message, optional, tag = "17")]
     pub run: Option<RunRecord>,
@@ -164,4 +167,43 @@ pub struct RunExitRecord {
     /// Seconds the run took.
     #[prost(int32, tag = "2")]
     pub runtime: i32,
+}
+
+/// `wandb_internal.MetricRecord`: `define_metric`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetricRecord {
+    /// The metric's key.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// `options.defined`: an explicit definition.
+    #[prost(message, optional, tag = "6")]
+    pub options: Option<MetricOptions>,
+    /// The summary's aggregates.
+    #[prost(message, optional, tag = "7")]
+    pub summary: Option<MetricSummary>,
+    /// `MetricGoal`: 0 unset, 1 minimize, 2 maximize.
+    #[prost(int32, tag = "8")]
+    pub goal: i32,
+}
+
+/// `wandb_internal.MetricOptions`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetricOptions {
+    /// Defined explicitly (not only as another metric's step metric).
+    #[prost(bool, tag = "3")]
+    pub defined: bool,
+}
+
+/// `wandb_internal.MetricSummary`: which aggregates the summary keeps.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetricSummary {
+    /// The minimum.
+    #[prost(bool, tag = "1")]
+    pub min: bool,
+    /// The maximum.
+    #[prost(bool, tag = "2")]
+    pub max: bool,
+    /// The last value.
+    #[prost(bool, tag = "5")]
+    pub last: bool,
 }

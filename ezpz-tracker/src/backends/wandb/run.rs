@@ -163,7 +163,8 @@ impl RunLog {
         })
     }
 
-    fn set_summary(&mut self, key: &str, json: &str) {
+    /// Sets the summary of `key` (written at the next flush).
+    pub fn set_summary(&mut self, key: &str, json: &str) {
         let i = match self.summary_index.get(key) {
             Some(&i) => {
                 self.summary[i].1.clear();
@@ -180,6 +181,17 @@ impl RunLog {
         if !self.dirty.contains(&i) {
             self.dirty.push(i);
         }
+    }
+
+    /// Appends a metric definition.
+    ///
+    /// # Errors
+    /// A forced write failed.
+    pub fn metric(&mut self, record: super::proto::MetricRecord) -> Result<()> {
+        self.append(Record {
+            metric: Some(record),
+            ..Record::default()
+        })
     }
 
     /// Whether summary entries changed since the last summary record.

@@ -4,8 +4,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ezpz_tracker::report;
 use ezpz_tracker::report::runs::{self, RunOverview, RunState};
-use ezpz_tracker::report::{self, build_report, ReportOptions, REPORT_HTML, REPORT_MD};
+#[cfg(feature = "report")]
+use ezpz_tracker::report::{build_report, ReportOptions, REPORT_HTML, REPORT_MD};
 use ezpz_tracker::sync::{sync as sync_spools, SyncOptions};
 
 type Outcome = Result<u8, String>;
@@ -288,6 +290,7 @@ pub fn tail(run: &str, lines: usize, interval: f64) -> Outcome {
     }
 }
 
+#[cfg(feature = "report")]
 pub fn report(
     run: &Path,
     max_points: usize,
@@ -311,6 +314,21 @@ pub fn report(
         files.history.records
     );
     Ok(0)
+}
+
+#[cfg(not(feature = "report"))]
+pub fn report(
+    _run: &Path,
+    _max_points: usize,
+    _max_plots: usize,
+    _norm_plots: bool,
+    _overview_keys: Vec<String>,
+) -> Outcome {
+    Err(
+        "this `ezpz` was built without ezpz-tracker's `report` feature, so it cannot draw \
+         report.md, report.html and plots/: build it with the feature (a default one)"
+            .into(),
+    )
 }
 
 pub fn sync(run: &Path, tracking_uri: Option<String>, timeout: f64, force: bool) -> Outcome {
