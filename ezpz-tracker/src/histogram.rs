@@ -103,6 +103,7 @@ impl HistogramBins {
 
     /// Why a backend cannot draw it, if it cannot: no finite value, no bins, or a range that
     /// is not finite and ascending.
+    #[cfg_attr(not(any(feature = "tensorboard", feature = "wandb")), allow(dead_code))]
     pub(crate) fn problem(&self) -> Option<&'static str> {
         if self.counts.is_empty() {
             Some("has no bins")
