@@ -2,8 +2,11 @@
 //!
 //! [`Tracker::define_metric`]: crate::Tracker::define_metric
 
+use serde::{Deserialize, Serialize};
+
 /// Which way a metric improves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Goal {
     /// Lower is better (a loss, an error rate).
     Minimize,
@@ -32,7 +35,8 @@ impl Goal {
 /// The definition of the metric `key`: its unit and its goal. Backends show it where they
 /// can: W&B summarises the metric by its best value as well as its last (`define_metric`
 /// with `summary="min"` or `"max"`), MLflow gets the tags `ezpz.metric.<key>.unit` and
-/// `ezpz.metric.<key>.goal`, and a custom backend sees it in
+/// `ezpz.metric.<key>.goal`, the report's overview shows the unit and goal and the best value
+/// in bold, and a custom backend sees it in
 /// [`Backend::define_metric`](crate::Backend::define_metric).
 ///
 /// ```
@@ -40,14 +44,16 @@ impl Goal {
 /// let accuracy = MetricDefinition::new("valid/accuracy").unit("%").goal(Goal::Maximize);
 /// assert_eq!(accuracy.goal, Some(Goal::Maximize));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct MetricDefinition {
     /// The metric's key, as logged (`valid/loss`).
     pub key: String,
     /// Its unit (`%`, `s`, `items/s`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
     /// Which way it improves, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<Goal>,
 }
 

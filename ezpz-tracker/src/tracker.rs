@@ -99,6 +99,8 @@ struct Inner {
     /// the status the run ends with (for the finish hooks).
     finish_deadline: Mutex<Option<Instant>>,
     finishing: Mutex<Option<RunStatus>>,
+    /// Every key's latest definition (for the report).
+    definitions: Mutex<Vec<MetricDefinition>>,
 }
 
 #[derive(Default)]
@@ -107,7 +109,7 @@ struct State {
     steps: u64,
     pending: PendingRow,
     pending_step: Option<u64>,
-    /// The previous committed row (its keys are reused by the next one).
+    /// The previous committed row ([`Tracker::last_record`]).
     last: Option<Arc<Record>>,
     warned: HashSet<&'static str>,
     finished: bool,
@@ -213,6 +215,7 @@ impl Tracker {
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
+                definitions: Mutex::default(),
             }),
         })
     }
@@ -233,6 +236,7 @@ impl Tracker {
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
+                definitions: Mutex::default(),
             }),
         }
     }
@@ -544,8 +548,18 @@ impl Tracker {
         if !self.is_enabled() || definition.key.is_empty() {
             return;
         }
+        {
+            let mut known = lock(&self.inner.definitions);
+            known.retain(|d| d.key != definition.key);
+            known.push(definition.clone());
+        }
         let definition = Arc::new(definition);
         self.fan_out(move || Msg::Define(definition.clone()));
+    }
+
+    /// Every key's latest [`define_metric`](Self::define_metric), in the order first given.
+    pub fn metric_definitions(&self) -> Vec<MetricDefinition> {
+        lock(&self.inner.definitions).clone()
     }
 
     /// Logs a histogram of `values` at the next step.
@@ -764,6 +778,7 @@ impl Drop for Inner {
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
+                definitions: Mutex::default(),
             }),
         };
         if let Err(e) = tracker.finish_with(status) {

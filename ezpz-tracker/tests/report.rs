@@ -414,3 +414,62 @@ fn ezpz_cli_help_and_errors() {
     assert_eq!(no_dir.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_dir.stderr).contains("<RUN>"));
 }
+
+/// Metric definitions reach the report: each defined metric's row names its unit and goal and
+/// shows its best value in bold, and `run_info.json` keeps them, so `ezpz report` rebuilds
+/// the same rows.
+#[test]
+fn defined_metrics_show_their_unit_goal_and_best_value() {
+    use ezpz_tracker::{Goal, MetricDefinition};
+    let dir = tempfile::tempdir().unwrap();
+    let outdir = dir.path().join("run");
+    let tracker = TrackerBuilder::new()
+        .project("report-test")
+        .backends("jsonl")
+        .outdir(&outdir)
+        .build()
+        .unwrap();
+    tracker.define_metric(MetricDefinition::new("valid/loss").unit("nats"));
+    tracker.define_metric(
+        MetricDefinition::new("valid/loss")
+            .unit("nats")
+            .goal(Goal::Minimize),
+    );
+    tracker.define_metric(
+        MetricDefinition::new("valid/acc")
+            .unit("%")
+            .goal(Goal::Maximize),
+    );
+    for (loss, acc) in [(3.0, 10.0), (1.0, 50.0), (2.0, 40.0)] {
+        tracker.log([("valid/loss", loss), ("valid/acc", acc), ("lr", 0.1)]);
+    }
+    tracker.finish().unwrap();
+    let check = |report: &str| {
+        let loss = overview_row(report, "valid/loss");
+        assert_eq!(loss[0], "`valid/loss` (nats, lower is better)", "{report}");
+        assert_eq!(loss[1..4], ["2", "**1**", "3"], "{report}");
+        let acc = overview_row(report, "valid/acc");
+        assert_eq!(acc[0], "`valid/acc` (%, higher is better)", "{report}");
+        assert_eq!(acc[1..4], ["40", "10", "**50**"], "{report}");
+        assert_eq!(
+            overview_row(report, "lr")[0..4],
+            ["`lr`", "0.1", "0.1", "0.1"]
+        );
+    };
+    check(&std::fs::read_to_string(outdir.join("report.md")).unwrap());
+    let identity = RunIdentity::load(&outdir.join("run_info.json")).unwrap();
+    assert_eq!(
+        identity.definitions.len(),
+        2,
+        "the later definition replaced the first"
+    );
+    assert_eq!(identity.definitions[0].goal, Some(Goal::Minimize));
+    std::fs::remove_file(outdir.join("report.md")).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_ezpz"))
+        .arg("report")
+        .arg(&outdir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    check(&std::fs::read_to_string(outdir.join("report.md")).unwrap());
+}

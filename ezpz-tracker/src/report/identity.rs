@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::history::History;
-use crate::{BackendInfo, Tracker};
+use crate::{BackendInfo, MetricDefinition, Tracker};
 
 /// The identity file's name inside the run directory.
 pub const RUN_INFO_JSON: &str = "run_info.json";
@@ -92,6 +92,8 @@ pub struct RunIdentity {
     pub outdir: Option<String>,
     /// Every backend attached, with its links.
     pub backends: Vec<BackendLink>,
+    /// What the metrics mean: their units and goals ([`Tracker::define_metric`]).
+    pub definitions: Vec<MetricDefinition>,
     /// The `ezpz-tracker` version that wrote the file.
     pub ezpz_tracker_version: Option<String>,
 }
@@ -132,6 +134,7 @@ impl RunIdentity {
                 .filter_map(|n| tracker.get_backend(n))
                 .map(BackendLink::from)
                 .collect(),
+            definitions: tracker.metric_definitions(),
             ezpz_tracker_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             ..RunIdentity::default()
         };

@@ -9,6 +9,7 @@ use super::identity::{human_duration, BackendLink, RunIdentity};
 use super::series::Channel;
 use super::text::{cell, code, link_target, number, stat};
 use crate::backends::jsonl::METRICS_JSONL as METRICS_FILE;
+use crate::{Goal, MetricDefinition};
 
 /// What happened to one metric's plot.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,8 +183,39 @@ fn longest_backtick_run(text: &str) -> usize {
     text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
-fn overview_row(m: &MetricHistory) -> String {
-    let name = code(&cell(m.name()));
+/// `" (%, lower is better)"`: what a definition says of a metric, for its table row.
+fn meaning(definition: Option<&MetricDefinition>) -> String {
+    let Some(d) = definition else {
+        return String::new();
+    };
+    let goal = d.goal.map(|g| match g {
+        Goal::Minimize => "lower is better",
+        Goal::Maximize => "higher is better",
+    });
+    let parts: Vec<String> = d
+        .unit
+        .iter()
+        .map(|u| cell(u))
+        .chain(goal.map(String::from))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+fn bold(text: String) -> String {
+    if text.is_empty() {
+        text
+    } else {
+        format!("**{text}**")
+    }
+}
+
+fn overview_row(m: &MetricHistory, definitions: &[MetricDefinition]) -> String {
+    let definition = definitions.iter().find(|d| d.key == m.name());
+    let name = format!("{}{}", code(&cell(m.name())), meaning(definition));
     let Some(main) = m.main_channel() else {
         let last = m.last_text().map(|t| code(&cell(t))).unwrap_or_default();
         return format!("| {name} | {last} | | | | | |\n");
@@ -204,11 +236,15 @@ fn overview_row(m: &MetricHistory) -> String {
     } else {
         ""
     };
+    // The best value, by the metric's goal, in bold.
+    let (min, max) = match definition.and_then(|d| d.goal) {
+        Some(Goal::Minimize) => (bold(f(s.min)), f(s.max)),
+        Some(Goal::Maximize) => (f(s.min), bold(f(s.max))),
+        None => (f(s.min), f(s.max)),
+    };
     format!(
-        "| {name}{mean_note} | {} | {} | {} | {} | {spread} | {points} |\n",
+        "| {name}{mean_note} | {} | {min} | {max} | {} | {spread} | {points} |\n",
         f(s.last),
-        f(s.min),
-        f(s.max),
         number(s.mean, 6),
     )
 }
@@ -263,7 +299,12 @@ fn group_row(group: &str, metrics: &[&MetricHistory]) -> String {
     )
 }
 
-fn overview_section(out: &mut String, h: &History, group_rows: usize) {
+fn overview_section(
+    out: &mut String,
+    h: &History,
+    group_rows: usize,
+    definitions: &[MetricDefinition],
+) {
     out.push_str("## Metric overview\n\n");
     if h.metrics().is_empty() {
         out.push_str("_No metrics were logged._\n\n");
@@ -271,7 +312,8 @@ fn overview_section(out: &mut String, h: &History, group_rows: usize) {
     }
     out.push_str(
         "Over every logged step: last value, smallest, largest and mean (non-finite values left \
-         out); ±std is the spread across ranks at the last step, where aggregates were logged.\n\n",
+         out); ±std is the spread across ranks at the last step, where aggregates were logged; \
+         a metric defined with a goal shows its best value in bold.\n\n",
     );
     out.push_str(TABLE_HEAD);
     let groups = groups(h);
@@ -282,7 +324,7 @@ fn overview_section(out: &mut String, h: &History, group_rows: usize) {
             out.push_str(&group_row(group, metrics));
         } else {
             for m in metrics {
-                out.push_str(&overview_row(m));
+                out.push_str(&overview_row(m, definitions));
             }
         }
     }
@@ -295,7 +337,7 @@ fn overview_section(out: &mut String, h: &History, group_rows: usize) {
         );
         out.push_str(TABLE_HEAD);
         for m in h.metrics() {
-            out.push_str(&overview_row(m));
+            out.push_str(&overview_row(m, definitions));
         }
         out.push_str("\n</details>\n\n");
     }
@@ -390,7 +432,12 @@ pub(crate) fn render(input: &ReportInput<'_>) -> String {
     identity_table(&mut out, input);
     backends_section(&mut out, input);
     config_section(&mut out, input.config);
-    overview_section(&mut out, input.history, input.group_rows);
+    overview_section(
+        &mut out,
+        input.history,
+        input.group_rows,
+        &input.identity.definitions,
+    );
     group_sections(&mut out, input);
     while out.ends_with("\n\n") {
         out.pop();
