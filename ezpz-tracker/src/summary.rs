@@ -44,7 +44,7 @@ pub struct BackendSummary {
     pub run_info: Option<RunInfo>,
 }
 
-/// The outcome of [`Tracker::finish`].
+/// The outcome of [`Tracker::finish`](crate::Tracker::finish).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Summary {
     /// Where local files went (rank 0), if anywhere.

@@ -144,7 +144,7 @@ impl MetricHistory {
     }
 }
 
-/// A run's metrics as read from its JSONL file; see the [module docs](self).
+/// A run's metrics as read from its JSONL file: per metric, its series and running statistics.
 #[derive(Debug, Clone, Default)]
 pub struct History {
     metrics: Vec<MetricHistory>,

@@ -204,8 +204,9 @@ pub struct NonFinitePoint {
     pub count: u32,
 }
 
-/// A bounded, evenly thinned series of rows with up to five [`Channel`]s; see the
-/// [module docs](self).
+/// A bounded, evenly thinned series of rows with up to five [`Channel`]s: at most `2 × cap`
+/// buckets of consecutive rows, each keeping every channel's sum, count, minimum and maximum,
+/// so a plot of a million steps still shows the spikes.
 #[derive(Debug, Clone)]
 pub struct ThinnedSeries {
     cap: usize,
