@@ -13,6 +13,7 @@ use crate::backend::{
 };
 use crate::dispatch::{deadline_after, now, Dispatch, Msg, OnRelease};
 use crate::pending::PendingRow;
+use crate::run_lock::RunLock;
 use crate::run_settings::RunSettings;
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
 use crate::value::{IntoMetrics, Metric, MetricSink, Value};
@@ -45,6 +46,8 @@ pub(crate) struct TrackerParts {
     pub start_time: f64,
     /// The first automatic step (after a resumed run's last one).
     pub first_step: u64,
+    /// The run's lock on its outdir, released once the backends have finished.
+    pub run_lock: Option<RunLock>,
 }
 
 /// Fans tracked data out to backends.
@@ -97,6 +100,8 @@ struct Inner {
     /// the status the run ends with (for the finish hooks).
     finish_deadline: Mutex<Option<Instant>>,
     finishing: Mutex<Option<RunStatus>>,
+    /// Dropped (the outdir's lock released) when the backends have finished.
+    run_lock: Mutex<Option<RunLock>>,
 }
 
 #[derive(Default)]
@@ -211,6 +216,7 @@ impl Tracker {
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
+                run_lock: Mutex::new(parts.run_lock),
             }),
         })
     }
@@ -231,6 +237,7 @@ impl Tracker {
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
+                run_lock: Mutex::default(),
             }),
         }
     }
@@ -619,6 +626,7 @@ impl Tracker {
             state.steps
         };
         let (backend_errors, backends) = self.inner.dispatch.finish(status, deadline, cap);
+        lock(&self.inner.run_lock).take();
         errors.extend(backend_errors);
         let summary = Summary {
             outdir: self.inner.outdir.clone(),
@@ -714,6 +722,7 @@ impl Drop for Inner {
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
+                run_lock: Mutex::new(lock(&self.run_lock).take()),
             }),
         };
         if let Err(e) = tracker.finish_with(status) {
