@@ -23,6 +23,7 @@ use ezpz_tracker::{IntoMetrics, TrackerBuilder};
 /// Command-line arguments.
 #[derive(Parser, Debug)]
 #[command(
+    name = "quickstart",
     about = "Log a small synthetic run through ezpz-tracker",
     version = features::version()
 )]

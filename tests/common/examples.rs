@@ -1,4 +1,5 @@
-//! Finding and running the workspace's example binaries from the root tests.
+//! Finding (current, built with the test's features) and running the workspace's example
+//! binaries from the root tests, and the `cargo build` a test may start for them.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
