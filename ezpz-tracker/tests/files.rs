@@ -18,8 +18,11 @@ const CHILD_DIR: &str = "EZPZ_FILES_CHILD_DIR";
 const CHILD_START_MS: &str = "EZPZ_FILES_CHILD_START_MS";
 /// `build` or `setup`: how a `claim` child makes its tracker.
 const CHILD_HOW: &str = "EZPZ_FILES_CHILD_HOW";
-/// When a `claim` child that got its tracker starts logging (unix ms).
-const CHILD_LOG_MS: &str = "EZPZ_FILES_CHILD_LOG_MS";
+/// A folder where each `claim` child leaves a file once it has its tracker (or its refusal);
+/// the ones with a tracker log only when the parent has put `go` there.
+const CHILD_SYNC: &str = "EZPZ_FILES_CHILD_SYNC";
+/// How long the parent and the children of a race wait for each other at most.
+const SYNC_LIMIT: Duration = Duration::from_secs(120);
 /// Rows a `claim` child logs.
 const CLAIM_ROWS: u64 = 20;
 
@@ -50,6 +53,15 @@ fn wait(child: std::process::Child) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Sleeps until `done` holds, failing the test after [`SYNC_LIMIT`].
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < SYNC_LIMIT, "waited too long for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Sleeps until `var` (unix ms), when it is set.
@@ -123,10 +135,11 @@ fn child() {
 }
 
 /// A `claim` child: gets a tracker on `dir` the way `EZPZ_FILES_CHILD_HOW` says (`build`,
-/// or `setup` = `setup_tracker`), waits for the moment every child has built, logs
-/// [`CLAIM_ROWS`] rows of its pid and says where they went (`WROTE <dir>`), or says
-/// `REFUSED <error>`.
+/// or `setup` = `setup_tracker`), waits until every child has built, logs [`CLAIM_ROWS`]
+/// rows of its pid and says where they went (`WROTE <dir>`), or says `REFUSED <error>`.
 fn claim_child(dir: &Path) {
+    let sync = PathBuf::from(std::env::var(CHILD_SYNC).unwrap());
+    let say_built = || std::fs::write(sync.join(std::process::id().to_string()), b"").unwrap();
     let tracker = if std::env::var(CHILD_HOW).as_deref() == Ok("setup") {
         setup_tracker(Some("claim"), Some("csv,jsonl"), None, Some(dir), Some(0))
     } else {
@@ -139,12 +152,14 @@ fn claim_child(dir: &Path) {
         match built {
             Ok(t) => t,
             Err(e) => {
+                say_built();
                 println!("REFUSED {e}");
                 return;
             }
         }
     };
-    wait_for(CHILD_LOG_MS);
+    say_built();
+    wait_until("the parent's go", || sync.join("go").exists());
     let pid = f64::from(std::process::id());
     for step in 0..CLAIM_ROWS {
         tracker.log_at(step, [("pid", pid)]);
@@ -162,23 +177,29 @@ struct Claims {
 }
 
 /// Starts `claim` children on `dir` at one moment, `how` for each (`build`/`setup`), with
-/// `env`; every one that got a tracker starts logging a moment later, when all have built.
+/// `env`; the ones that got a tracker start logging once all have built.
 fn race_for(dir: &Path, how: &[&str], env: &[(&str, &str)]) -> Claims {
-    let start = unix_ms() + 1500;
-    let (start, log) = (start.to_string(), (start + 1500).to_string());
+    let root = dir.parent().unwrap();
+    let sync = root.join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    let start = (unix_ms() + 1500).to_string();
     let children: Vec<_> = how
         .iter()
         .map(|how| {
             let mut vars = vec![
                 (CHILD_DIR, dir.to_str().unwrap()),
                 (CHILD_START_MS, start.as_str()),
-                (CHILD_LOG_MS, log.as_str()),
+                (CHILD_SYNC, sync.to_str().unwrap()),
                 (CHILD_HOW, *how),
             ];
             vars.extend_from_slice(env);
-            spawn_child("claim", dir.parent().unwrap(), &vars)
+            spawn_child("claim", root, &vars)
         })
         .collect();
+    wait_until("every child to build", || {
+        std::fs::read_dir(&sync).unwrap().count() == how.len()
+    });
+    std::fs::write(sync.join("go"), b"").unwrap();
     let mut claims = Claims {
         wrote: Vec::new(),
         refused: Vec::new(),
