@@ -11,6 +11,9 @@
 //! `train/m4` … `train/m9`), then one table, one in-memory image, one histogram and one
 //! artifact; finishes and prints the output directory.
 
+#[path = "shared/features.rs"]
+mod features;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +22,11 @@ use ezpz_tracker::{IntoMetrics, TrackerBuilder};
 
 /// Command-line arguments.
 #[derive(Parser, Debug)]
-#[command(about = "Log a small synthetic run through ezpz-tracker")]
+#[command(
+    name = "quickstart",
+    about = "Log a small synthetic run through ezpz-tracker",
+    version = features::version()
+)]
 struct Args {
     /// Number of steps to log (steps 0..N-1).
     #[arg(long, default_value_t = 100)]

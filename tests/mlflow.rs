@@ -551,7 +551,7 @@ fn quickstart_with_mlflow_lands_every_point() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("q");
     let steps = 500u64;
-    let mut cmd = std::process::Command::new(common::example_bin("quickstart"));
+    let mut cmd = std::process::Command::new(common::examples::example_binary("quickstart"));
     for var in ezpz_tracker::env::RANK_VARS {
         cmd.env_remove(var);
     }

@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(common::example_bin("quickstart"));
+    let mut cmd = Command::new(common::examples::example_binary("quickstart"));
     cmd.args(args).env_remove("EZPZ_TRACKER_BACKENDS");
     for var in ezpz_tracker::env::RANK_VARS {
         cmd.env_remove(var);

@@ -165,7 +165,7 @@ fn vit_debug_preset_report_pictures() {
 fn quickstart_report_pictures() {
     let dir = tempfile::tempdir().unwrap();
     let outdir = dir.path().join("run");
-    let out = Command::new(common::example_bin("quickstart"))
+    let out = Command::new(example_binary("quickstart"))
         .args(["--steps", "3000", "--backends", "csv,jsonl", "--outdir"])
         .arg(&outdir)
         .env_remove("EZPZ_TRACKER_BACKENDS")

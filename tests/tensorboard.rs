@@ -262,7 +262,7 @@ fn quickstart_with_tensorboard_backend_is_read_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let outdir = dir.path().join("q");
     let n = 500u64;
-    let mut cmd = Command::new(common::example_bin("quickstart"));
+    let mut cmd = Command::new(common::examples::example_binary("quickstart"));
     cmd.args(["--steps", &n.to_string(), "--outdir"])
         .arg(&outdir)
         .env("EZPZ_TRACKER_BACKENDS", "tensorboard");

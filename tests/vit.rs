@@ -1,8 +1,8 @@
 //! The ViT example end to end: under `mpirun -np 2` (identical replicas, cross-rank
 //! aggregates, one output directory) and on MNIST files the test writes.
 //!
-//! The example binary is the one `cargo test` builds beside this test (see
-//! `common::examples::example_binary`).
+//! The example binary is the one `scripts/test` builds beside this test, rebuilt first when
+//! stale (see `common::examples::example_binary`).
 
 mod common;
 

@@ -581,7 +581,7 @@ fn disabled_mode_writes_nothing() {
 /// Runs the quickstart example with `envs` (backends: W&B only unless `envs` says otherwise),
 /// returning its stderr.
 fn run_quickstart(outdir: &Path, steps: u64, envs: &[(&str, &str)]) -> String {
-    let mut cmd = std::process::Command::new(common::example_bin("quickstart"));
+    let mut cmd = std::process::Command::new(common::examples::example_binary("quickstart"));
     cmd.args(["--steps", &steps.to_string(), "--outdir"])
         .arg(outdir)
         .env("EZPZ_TRACKER_BACKENDS", "wandb");

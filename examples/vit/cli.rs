@@ -139,32 +139,11 @@ impl Args {
     /// Parses the command line; `--version` also names the cargo features built in (what
     /// the tests check before running this binary).
     pub fn parse_with_features() -> Args {
-        let matches = Args::command().version(version()).get_matches();
+        let matches = Args::command()
+            .version(crate::features::version())
+            .get_matches();
         Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
-}
-
-/// `<version> (features: mpi, wgpu)` or `(features: none)`.
-pub fn version() -> &'static str {
-    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    VERSION.get_or_init(|| {
-        let on: Vec<&str> = [
-            ("mpi", cfg!(feature = "mpi")),
-            ("ndarray", cfg!(feature = "ndarray")),
-            ("wgpu", cfg!(feature = "wgpu")),
-            ("cuda", cfg!(feature = "cuda")),
-        ]
-        .iter()
-        .filter(|(_, built)| *built)
-        .map(|(name, _)| *name)
-        .collect();
-        let list = if on.is_empty() {
-            "none".to_string()
-        } else {
-            on.join(", ")
-        };
-        format!("{} (features: {list})", env!("CARGO_PKG_VERSION"))
-    })
 }
 
 /// The original's model presets (batch size, heads, head width, depth).

@@ -19,6 +19,8 @@ mod cli;
 mod data;
 mod device;
 mod dist;
+#[path = "../shared/features.rs"]
+mod features;
 mod metrics;
 mod model;
 mod overhead;

@@ -68,6 +68,18 @@ pub enum Error {
         /// The file that shows the run (`metrics.csv`, `config.json`, …).
         found: String,
     },
+    /// Another process is writing the run in the output directory (it holds the directory's
+    /// `ezpz.lock`), so this one may not append to it.
+    #[error(
+        "`{path}` is being written by another run ({holder}); if that run is no longer \
+         running, delete `{path}/ezpz.lock` and try again"
+    )]
+    RunInUse {
+        /// The output directory.
+        path: PathBuf,
+        /// Who holds the lock (pid, host, since when).
+        holder: String,
+    },
     /// [`Tracker::finish`](crate::Tracker::finish) ended, but not everything did: the run's
     /// summary, and what went wrong (the message is the inner error's).
     #[error("{error}")]
@@ -147,6 +159,10 @@ impl Clone for Error {
             Error::RunExists { path, found } => Error::RunExists {
                 path: path.clone(),
                 found: found.clone(),
+            },
+            Error::RunInUse { path, holder } => Error::RunInUse {
+                path: path.clone(),
+                holder: holder.clone(),
             },
             Error::Timeout {
                 backend,

@@ -98,13 +98,17 @@
 //! Files go directly into one directory per run: [`TrackerBuilder::outdir`], else a fresh
 //! `outputs/<project>/<UTC time to the millisecond>` (`2026-12-02-044356.123`), created with
 //! `create_dir` so that processes started together (an array job, a sweep; on one host or
-//! many sharing a file system) never share one: the later ones get `…-2`, `…-3`. A directory
+//! many sharing a file system) never share one: the later ones get `…-2`, `…-3`. A run holds
+//! its directory's lock, `ezpz.lock` (made with `create_new`, deleted when the run finishes),
+//! so processes started together on one explicit outdir never share it either. A directory
 //! that already holds a run (rows in `metrics.csv`/`metrics.jsonl`, a `config.json`,
-//! `report.md` or `run_info.json`) is never truncated: with [`TrackerBuilder::resume`]`(true)`
-//! or `EZPZ_RESUME=1` the run continues in it (CSV, JSONL and TensorBoard append; the CSV
-//! header is kept, and widened for new keys); otherwise [`TrackerBuilder::build`] refuses it
-//! with [`Error::RunExists`], and [`setup_tracker`] (which never fails) writes to a fresh
-//! sibling `<outdir>-2` with a warning. Names of tables, images, histograms and artifacts
+//! `report.md` or `run_info.json`, or another run's lock) is never truncated: with
+//! [`TrackerBuilder::resume`]`(true)` or `EZPZ_RESUME=1` the run continues in it (CSV, JSONL
+//! and TensorBoard append; the CSV header is kept, and widened for new keys) once it holds
+//! the lock (a killed run's lock is taken over when it was held from this host; of several
+//! processes resuming at once, the others get [`Error::RunInUse`]); otherwise
+//! [`TrackerBuilder::build`] refuses it with [`Error::RunExists`], and [`setup_tracker`]
+//! (which never fails) writes to a fresh sibling `<outdir>-2` with a warning. Names of tables, images, histograms and artifacts
 //! become one plain file name each (`/`, `..`, NUL and the like cannot leave the directory)
 //! and never take the tracker's own files: `log_table("metrics", …)` writes `_metrics.csv`.
 //! `log_artifacts` copies a folder with its symbolic links as links, and without the run
@@ -228,6 +232,7 @@ mod registry;
 pub mod report;
 #[cfg(any(feature = "wandb", feature = "mlflow"))]
 mod retry;
+mod run_lock;
 pub mod run_settings;
 mod setup;
 pub mod spool;

@@ -5,13 +5,26 @@
 //!   (`2026-12-02-044356.123`), made with `create_dir`, which succeeds for exactly one process
 //!   even on a shared file system; a process that loses the race takes `…-2`, `…-3`, …. Names
 //!   sort by start time.
-//! - **An outdir that holds no run** (missing, empty, or only other files): used as it is.
+//! - **An outdir that holds no run** (missing, empty, or only other files): claimed by taking
+//!   its lock, `ezpz.lock` ([`run_lock`](crate::run_lock)), made with `create_new`: of
+//!   several processes started on it at once (an array job given one outdir, ranks that all
+//!   think they are rank 0), on one host or several sharing the file system, exactly one gets
+//!   it; the others are treated as below, as if it held a run.
 //! - **An outdir that holds a run** (rows in `metrics.csv` or `metrics.jsonl`, or a
-//!   `config.json`, `report.md`, `report.json`, `run_info.json`): appended to when resuming
-//!   ([`TrackerBuilder::resume`](crate::TrackerBuilder::resume), [`EZPZ_RESUME`]); otherwise
-//!   refused with [`Error::RunExists`] by `build`, or replaced by a fresh sibling
-//!   (`<outdir>-2`, …) with one warning where building never fails (`setup_tracker`,
-//!   `build_lossy`). Nothing is ever truncated.
+//!   `config.json`, `report.md`, `report.json`, `run_info.json`; or its lock, taken by a run
+//!   that is starting, running or was killed): appended to when resuming
+//!   ([`TrackerBuilder::resume`](crate::TrackerBuilder::resume), [`EZPZ_RESUME`]), once the
+//!   resuming run holds the lock; otherwise refused with [`Error::RunExists`] by `build`, or
+//!   replaced by a fresh sibling (`<outdir>-2`, …) with one warning where building never
+//!   fails (`setup_tracker`, `build_lossy`). Nothing is ever truncated.
+//! - **Resuming** takes the lock too, so of several processes resuming one run at once
+//!   exactly one appends; `build` refuses the others with [`Error::RunInUse`] (naming the
+//!   holder), `setup_tracker`/`build_lossy` move them to fresh siblings with one warning. A
+//!   lock left by a killed run is taken over when its process ran on this host and is gone;
+//!   one held from another host is respected (the error names the file to delete once that
+//!   run is known to be gone).
+//!
+//! Every run holds its directory's lock from `build` until its backends have finished.
 //!
 //! [`EZPZ_RESUME`]: crate::env::EZPZ_RESUME
 
@@ -22,6 +35,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::backends::appender::Appender;
+use crate::run_lock::{Held, RunLock, LOCK_FILE};
 use crate::user_paths::file_stem;
 use crate::{Error, Result};
 
@@ -41,7 +55,7 @@ const TAIL_BYTES: u64 = 1 << 20;
 const MAX_SIBLINGS: u32 = 10_000;
 
 /// The directory a run writes to, as [`prepare`] settled it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Outdir {
     /// Where the files go.
     pub path: PathBuf,
@@ -49,6 +63,8 @@ pub(crate) struct Outdir {
     pub resume: bool,
     /// The last step that run wrote (when resuming; see [`last_step`]).
     pub last_step: Option<u64>,
+    /// The run's lock on the directory, held until the run finishes.
+    pub lock: RunLock,
 }
 
 /// What to do with an explicit outdir that holds a run when resuming was not asked for.
@@ -84,33 +100,28 @@ pub(crate) fn prepare(
     resume: bool,
     taken: WhenTaken,
 ) -> Result<Outdir> {
-    let fresh = |path| Outdir {
-        path,
-        resume: false,
-        last_step: None,
-    };
     let Some(dir) = explicit else {
-        return claim(&default_dir(project, stamp)).map(fresh);
+        return fresh(claim(&default_dir(project, stamp))?);
     };
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io("cannot create output directory", dir, e))?;
-    let Some(found) = holds_run(dir) else {
-        return Ok(Outdir {
+    let refused = match holds_run(dir) {
+        Some(found) if !resume => Error::RunExists {
             path: dir.to_path_buf(),
-            resume,
-            last_step: None,
-        });
-    };
-    if resume {
-        return Ok(Outdir {
-            path: dir.to_path_buf(),
-            resume: true,
-            last_step: last_step(dir),
-        });
-    }
-    let refused = Error::RunExists {
-        path: dir.to_path_buf(),
-        found: found.to_string(),
+            found: found.to_string(),
+        },
+        _ => match RunLock::take(dir, resume)? {
+            Ok(lock) => return locked(dir, resume, lock),
+            Err(Held(holder)) if resume => Error::RunInUse {
+                path: dir.to_path_buf(),
+                holder,
+            },
+            // Another run is starting (or was killed) in this directory.
+            Err(Held(_)) => Error::RunExists {
+                path: dir.to_path_buf(),
+                found: LOCK_FILE.to_string(),
+            },
+        },
     };
     match taken {
         WhenTaken::Refuse => Err(refused),
@@ -120,9 +131,41 @@ pub(crate) fn prepare(
                 "ezpz: {refused}; this run writes to `{}`",
                 sibling.display()
             );
-            Ok(fresh(sibling))
+            fresh(sibling)
         }
     }
+}
+
+/// The outdir `dir`, whose lock this run holds: resumed, or fresh when no run wrote there
+/// (a run that finished between the first look and the lock is refused now).
+fn locked(dir: &Path, resume: bool, lock: RunLock) -> Result<Outdir> {
+    let found = holds_run(dir);
+    if let (Some(found), false) = (found, resume) {
+        return Err(Error::RunExists {
+            path: dir.to_path_buf(),
+            found: found.to_string(),
+        });
+    }
+    Ok(Outdir {
+        path: dir.to_path_buf(),
+        resume,
+        last_step: found.and_then(|_| last_step(dir)),
+        lock,
+    })
+}
+
+/// A directory this process just created (so no other run can hold it), locked.
+fn fresh(path: PathBuf) -> Result<Outdir> {
+    let lock = RunLock::take(&path, false)?.map_err(|Held(holder)| Error::RunInUse {
+        path: path.clone(),
+        holder,
+    })?;
+    Ok(Outdir {
+        path,
+        resume: false,
+        last_step: None,
+        lock,
+    })
 }
 
 /// Creates `want`, or the first of `want-2`, `want-3`, … that does not exist yet, with

@@ -11,6 +11,7 @@ use crate::env::{self, var};
 use crate::outdir::{self, WhenTaken};
 use crate::registry::{constructor, registered_backends};
 use crate::report::{self, ReportOptions};
+use crate::run_lock::RunLock;
 use crate::run_settings::GivenSettings;
 use crate::tracker::{FinishHook, Tracker, TrackerParts};
 use crate::{Error, RankInfo, Result};
@@ -132,10 +133,11 @@ impl TrackerBuilder {
 
     /// Where local files go, directly. The default is a fresh directory per run,
     /// `outputs/<project>/<UTC time to the millisecond>` (`…-2`, `…-3` for runs started in the
-    /// same millisecond). A directory that already holds a run is appended to only with
-    /// [`resume`](Self::resume); otherwise `build` refuses it and `build_lossy`/
-    /// [`setup_tracker`] write to a fresh sibling (`<dir>-2`) with a warning: no run
-    /// overwrites another.
+    /// same millisecond). The run holds the directory's lock, `ezpz.lock`, until it finishes:
+    /// of processes started on one outdir at once, one writes there. A directory that already
+    /// holds a run (or another run's lock) is appended to only with [`resume`](Self::resume);
+    /// otherwise `build` refuses it and `build_lossy`/[`setup_tracker`] write to a fresh
+    /// sibling (`<dir>-2`) with a warning: no run overwrites another.
     pub fn outdir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.outdir = Some(dir.into());
         self
@@ -146,7 +148,9 @@ impl TrackerBuilder {
     /// header is kept, and widened for new keys), and its configuration is merged into. For
     /// a program restarted from a checkpoint. Automatic steps carry on after the last step the
     /// run wrote (rank 0 reads it; with several ranks, log explicit steps). Without it, an
-    /// outdir holding a run is refused (see [`outdir`](Self::outdir)).
+    /// outdir holding a run is refused (see [`outdir`](Self::outdir)). Only one process
+    /// resumes a run at a time (it holds `ezpz.lock`; a killed run's lock is taken over when
+    /// it was held from this host): the others get [`Error::RunInUse`].
     pub fn resume(mut self, resume: bool) -> Self {
         self.resume = Some(resume);
         self
@@ -285,8 +289,9 @@ impl TrackerBuilder {
     /// ones) and skipped.
     ///
     /// # Errors
-    /// The output directory cannot be created, holds a run and [`resume`](Self::resume) is
-    /// off ([`Error::RunExists`]), or a named backend fails to start.
+    /// The output directory cannot be created, holds a run (or another run's lock) and
+    /// [`resume`](Self::resume) is off ([`Error::RunExists`]), another process is resuming
+    /// the run in it ([`Error::RunInUse`]), or a named backend fails to start.
     pub fn build(self) -> Result<Tracker> {
         self.build_with(Strictness::Normal)
     }
@@ -301,7 +306,8 @@ impl TrackerBuilder {
 
     /// Like [`build`](Self::build), but nothing is an error: every problem is one warning and
     /// whatever can start does (a tracker with no backends at worst). An outdir that holds a
-    /// run (without [`resume`](Self::resume)) is replaced by a fresh sibling, `<outdir>-2`.
+    /// run (without [`resume`](Self::resume)), or that another process holds, is replaced by
+    /// a fresh sibling, `<outdir>-2`.
     pub fn build_lossy(self) -> Tracker {
         match self.build_with(Strictness::Lossy) {
             Ok(t) => t,
@@ -328,6 +334,7 @@ impl TrackerBuilder {
         let finish_timeout = finish_timeout(self.finish_timeout);
         let mut backends: Vec<Box<dyn Backend>> = Vec::new();
         let mut local_outdir = None;
+        let mut run_lock = None;
         // A resumed run's automatic steps carry on after the last one it wrote.
         let mut first_step = 0;
         if rank.is_main() && !(names.is_empty() && self.extra.is_empty()) {
@@ -346,7 +353,7 @@ impl TrackerBuilder {
                 last_step: None,
             };
             if !names.is_empty() {
-                self.prepare_outdir(&mut ctx, stamp, strictness)?;
+                run_lock = self.prepare_outdir(&mut ctx, stamp, strictness)?;
             }
             first_step = ctx.last_step.map_or(0, |s| s.saturating_add(1));
             backends = construct(&names, &ctx, strictness)?;
@@ -383,6 +390,7 @@ impl TrackerBuilder {
             finish_hooks,
             start_time,
             first_step,
+            run_lock,
         })?;
         if let Some(config) = self.config {
             tracker.log_config(config);
@@ -393,13 +401,14 @@ impl TrackerBuilder {
 
 impl TrackerBuilder {
     /// Settles the outdir the named backends write to (see [`outdir`](crate::outdir)):
-    /// claims a fresh one, or resumes, refuses or sidesteps one that holds a run.
+    /// claims a fresh one, or resumes, refuses or sidesteps one that holds a run or that
+    /// another process holds. Returns the run's lock on it (none when lossy and refused).
     fn prepare_outdir(
         &self,
         ctx: &mut BackendContext,
         stamp: chrono::DateTime<chrono::Utc>,
         strictness: Strictness,
-    ) -> Result<()> {
+    ) -> Result<Option<RunLock>> {
         let resume = self
             .resume
             .unwrap_or_else(|| env::var_flag(env::EZPZ_RESUME));
@@ -412,11 +421,11 @@ impl TrackerBuilder {
                 ctx.outdir = dir.path;
                 ctx.resume = dir.resume;
                 ctx.last_step = dir.last_step;
-                Ok(())
+                Ok(Some(dir.lock))
             }
             Err(err) if strictness == Strictness::Lossy => {
                 crate::warn!("ezpz: {err}; backends that write files are skipped");
-                Ok(())
+                Ok(None)
             }
             Err(err) => Err(err),
         }
@@ -512,8 +521,9 @@ pub fn default_backend_names() -> Vec<String> {
 
 /// The original's one-call setup: never fails, every problem is one warning, and a tracker
 /// with whatever could start is returned (a disabled one at worst). An `outdir` that already
-/// holds a run is not touched: the run writes to a fresh sibling (`<outdir>-2`), with a
-/// warning, unless `EZPZ_RESUME=1` asks to append to it.
+/// holds a run, or that another process holds (its `ezpz.lock`), is not touched: the run
+/// writes to a fresh sibling (`<outdir>-2`), with a warning, unless `EZPZ_RESUME=1` asks to
+/// append to it (and no other process is appending).
 ///
 /// `backends`: comma-separated names or `None` for the environment/defaults; `rank`: `None`
 /// detects it from the launcher's environment. The run's name and labels come from the

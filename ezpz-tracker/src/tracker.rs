@@ -15,6 +15,7 @@ use crate::definition::MetricDefinition;
 use crate::dispatch::{deadline_after, now, Dispatch, Msg, OnRelease};
 use crate::histogram::{HistogramBins, HistogramData};
 use crate::pending::PendingRow;
+use crate::run_lock::RunLock;
 use crate::run_settings::RunSettings;
 pub use crate::summary::{BackendInfo, BackendSummary, Summary};
 use crate::value::{IntoMetrics, Metric, MetricSink, Value};
@@ -47,6 +48,8 @@ pub(crate) struct TrackerParts {
     pub start_time: f64,
     /// The first automatic step (after a resumed run's last one).
     pub first_step: u64,
+    /// The run's lock on its outdir, released once the backends have finished.
+    pub run_lock: Option<RunLock>,
 }
 
 /// Fans tracked data out to backends.
@@ -101,6 +104,8 @@ struct Inner {
     finishing: Mutex<Option<RunStatus>>,
     /// Every key's latest definition (for the report).
     definitions: Mutex<Vec<MetricDefinition>>,
+    /// Dropped (the outdir's lock released) when the backends have finished.
+    run_lock: Mutex<Option<RunLock>>,
 }
 
 #[derive(Default)]
@@ -216,6 +221,7 @@ impl Tracker {
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
                 definitions: Mutex::default(),
+                run_lock: Mutex::new(parts.run_lock),
             }),
         })
     }
@@ -237,6 +243,7 @@ impl Tracker {
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
                 definitions: Mutex::default(),
+                run_lock: Mutex::default(),
             }),
         }
     }
@@ -683,6 +690,7 @@ impl Tracker {
             state.steps
         };
         let (backend_errors, backends) = self.inner.dispatch.finish(status, deadline, cap);
+        lock(&self.inner.run_lock).take();
         errors.extend(backend_errors);
         let summary = Summary {
             outdir: self.inner.outdir.clone(),
@@ -778,7 +786,8 @@ impl Drop for Inner {
                 outcome: Mutex::new(None),
                 finish_deadline: Mutex::new(None),
                 finishing: Mutex::new(None),
-                definitions: Mutex::default(),
+                definitions: Mutex::new(std::mem::take(&mut *lock(&self.definitions))),
+                run_lock: Mutex::new(lock(&self.run_lock).take()),
             }),
         };
         if let Err(e) = tracker.finish_with(status) {

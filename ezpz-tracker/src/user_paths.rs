@@ -22,6 +22,7 @@ pub const TRACKER_FILES: &[&str] = &[
     "report.html",
     "report.json",
     "run_info.json",
+    "ezpz.lock",
     "plots",
     "spool",
     "tensorboard",

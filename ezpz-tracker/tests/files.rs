@@ -16,6 +16,15 @@ use ezpz_tracker::{
 const CHILD: &str = "EZPZ_FILES_CHILD";
 const CHILD_DIR: &str = "EZPZ_FILES_CHILD_DIR";
 const CHILD_START_MS: &str = "EZPZ_FILES_CHILD_START_MS";
+/// `build` or `setup`: how a `claim` child makes its tracker.
+const CHILD_HOW: &str = "EZPZ_FILES_CHILD_HOW";
+/// A folder where each `claim` child leaves a file once it has its tracker (or its refusal);
+/// the ones with a tracker log only when the parent has put `go` there.
+const CHILD_SYNC: &str = "EZPZ_FILES_CHILD_SYNC";
+/// How long the parent and the children of a race wait for each other at most.
+const SYNC_LIMIT: Duration = Duration::from_secs(120);
+/// Rows a `claim` child logs.
+const CLAIM_ROWS: u64 = 20;
 
 /// Runs this test binary as a child doing `what` in `cwd`, with `env`.
 fn spawn_child(what: &str, cwd: &Path, env: &[(&str, &str)]) -> std::process::Child {
@@ -46,6 +55,25 @@ fn wait(child: std::process::Child) -> Output {
     out
 }
 
+/// Sleeps until `done` holds, failing the test after [`SYNC_LIMIT`].
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < SYNC_LIMIT, "waited too long for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sleeps until `var` (unix ms), when it is set.
+fn wait_for(var: &str) {
+    if let Ok(at) = std::env::var(var) {
+        let at: u128 = at.parse().unwrap();
+        while unix_ms() < at {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 fn unix_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -59,14 +87,9 @@ fn child() {
     let Ok(what) = std::env::var(CHILD) else {
         return;
     };
-    if let Ok(start) = std::env::var(CHILD_START_MS) {
-        // Start together with the other children (the parent picks a moment just after a
-        // second begins, so all of them build within the same second).
-        let start: u128 = start.parse().unwrap();
-        while unix_ms() < start {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
+    // Start together with the other children (the parent picks a moment just after a
+    // second begins, so all of them build within the same second).
+    wait_for(CHILD_START_MS);
     let dir = std::env::var(CHILD_DIR).ok().map(PathBuf::from);
     match what.as_str() {
         "default-outdir" => {
@@ -94,8 +117,242 @@ fn child() {
             t.log_at(10, [("loss", 2.0)]);
             t.finish().unwrap();
         }
+        "claim" => claim_child(&dir.unwrap()),
+        "hold" => {
+            let t = TrackerBuilder::new()
+                .backends("csv,jsonl")
+                .outdir(dir.unwrap())
+                .rank(0)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            t.log_at(0, [("loss", 1.0)]);
+            t.flush().unwrap();
+            println!("HELD");
+            std::thread::sleep(Duration::from_secs(600));
+        }
         other => panic!("unknown child `{other}`"),
     }
+}
+
+/// A `claim` child: gets a tracker on `dir` the way `EZPZ_FILES_CHILD_HOW` says (`build`,
+/// or `setup` = `setup_tracker`), waits until every child has built, logs [`CLAIM_ROWS`]
+/// rows of its pid and says where they went (`WROTE <dir>`), or says `REFUSED <error>`.
+fn claim_child(dir: &Path) {
+    let sync = PathBuf::from(std::env::var(CHILD_SYNC).unwrap());
+    let say_built = || std::fs::write(sync.join(std::process::id().to_string()), b"").unwrap();
+    let tracker = if std::env::var(CHILD_HOW).as_deref() == Ok("setup") {
+        setup_tracker(Some("claim"), Some("csv,jsonl"), None, Some(dir), Some(0))
+    } else {
+        let built = TrackerBuilder::new()
+            .backends("csv,jsonl")
+            .outdir(dir)
+            .rank(0)
+            .report(false)
+            .build();
+        match built {
+            Ok(t) => t,
+            Err(e) => {
+                say_built();
+                println!("REFUSED {e}");
+                return;
+            }
+        }
+    };
+    say_built();
+    wait_until("the parent's go", || sync.join("go").exists());
+    let pid = f64::from(std::process::id());
+    for step in 0..CLAIM_ROWS {
+        tracker.log_at(step, [("pid", pid)]);
+    }
+    let outdir = tracker.finish().unwrap().outdir.unwrap();
+    println!("WROTE {}", outdir.display());
+}
+
+/// What `claim` children said: (`WROTE` dirs, `REFUSED` errors, each sibling writer's
+/// stderr).
+struct Claims {
+    wrote: Vec<PathBuf>,
+    refused: Vec<String>,
+    sibling_stderr: Vec<String>,
+}
+
+/// Starts `claim` children on `dir` at one moment, `how` for each (`build`/`setup`), with
+/// `env`; the ones that got a tracker start logging once all have built.
+fn race_for(dir: &Path, how: &[&str], env: &[(&str, &str)]) -> Claims {
+    let root = dir.parent().unwrap();
+    let sync = root.join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    let start = (unix_ms() + 1500).to_string();
+    let children: Vec<_> = how
+        .iter()
+        .map(|how| {
+            let mut vars = vec![
+                (CHILD_DIR, dir.to_str().unwrap()),
+                (CHILD_START_MS, start.as_str()),
+                (CHILD_SYNC, sync.to_str().unwrap()),
+                (CHILD_HOW, *how),
+            ];
+            vars.extend_from_slice(env);
+            spawn_child("claim", root, &vars)
+        })
+        .collect();
+    wait_until("every child to build", || {
+        std::fs::read_dir(&sync).unwrap().count() == how.len()
+    });
+    std::fs::write(sync.join("go"), b"").unwrap();
+    let mut claims = Claims {
+        wrote: Vec::new(),
+        refused: Vec::new(),
+        sibling_stderr: Vec::new(),
+    };
+    for child in children {
+        let out = wait(child);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for line in stdout.lines() {
+            // libtest may have begun the line (`test child ... `).
+            if let Some((_, path)) = line.split_once("WROTE ") {
+                let path = PathBuf::from(path);
+                if path != dir {
+                    claims
+                        .sibling_stderr
+                        .push(String::from_utf8_lossy(&out.stderr).into_owned());
+                }
+                claims.wrote.push(path);
+            } else if let Some((_, err)) = line.split_once("REFUSED ") {
+                claims.refused.push(err.to_string());
+            }
+        }
+    }
+    claims
+}
+
+/// The pids of the `claim` rows in `dir` after `before` rows of an earlier run; checks that
+/// `metrics.csv` has one header at the top and that `metrics.jsonl` holds the same rows.
+fn claim_rows(dir: &Path, before: usize) -> Vec<String> {
+    let rows = read_csv(&dir.join("metrics.csv"));
+    assert_eq!(rows[0], ["step", "pid"], "{}", dir.display());
+    let steps = jsonl_steps(&dir.join("metrics.jsonl"));
+    assert_eq!(steps.len(), rows.len() - 1, "{}: {rows:?}", dir.display());
+    rows[1 + before..].iter().map(|r| r[1].clone()).collect()
+}
+
+/// Asserts that `pids` are [`CLAIM_ROWS`] rows of one process.
+fn assert_one_writer(dir: &Path, pids: &[String]) {
+    assert_eq!(pids.len() as u64, CLAIM_ROWS, "{}: {pids:?}", dir.display());
+    assert!(
+        pids.iter().all(|p| *p == pids[0]),
+        "{}: {pids:?}",
+        dir.display()
+    );
+}
+
+/// Processes started together on one explicit outdir that holds no run yet (an array job
+/// given the same outdir, ranks that all think they are rank 0): exactly one writes there;
+/// the others are refused by `build` or moved by `setup_tracker` to a sibling of their own,
+/// with one warning; every writer's rows are whole, in its own files.
+#[test]
+fn processes_started_together_on_one_outdir_claim_it_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    let how = ["build", "setup", "build", "setup", "build", "setup"];
+    let claims = race_for(&dir, &how, &[]);
+    let winners = claims.wrote.iter().filter(|d| **d == dir).count();
+    assert_eq!(winners, 1, "{:?} {:?}", claims.wrote, claims.refused);
+    // Every `setup` child writes somewhere; `build` children other than a winner are refused.
+    assert_eq!(claims.wrote.len() + claims.refused.len(), how.len());
+    assert!(claims.wrote.len() >= 3, "{:?}", claims.wrote);
+    assert!(
+        claims
+            .refused
+            .iter()
+            .all(|e| e.contains("already holds a run")),
+        "{:?}",
+        claims.refused
+    );
+    let mut unique = claims.wrote.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), claims.wrote.len(), "{:?}", claims.wrote);
+    for stderr in &claims.sibling_stderr {
+        assert_eq!(stderr.matches("this run writes to").count(), 1, "{stderr}");
+    }
+    for written in &claims.wrote {
+        assert_one_writer(written, &claim_rows(written, 0));
+    }
+}
+
+/// Processes resuming one run at once: exactly one appends; `build` refuses the others
+/// (the run is being written), `setup_tracker` moves them to siblings.
+#[test]
+fn processes_resuming_one_run_at_once_append_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    let t = TrackerBuilder::new()
+        .backends("csv,jsonl")
+        .outdir(&dir)
+        .rank(0)
+        .report(false)
+        .build()
+        .unwrap();
+    t.log_at(0, [("pid", 0.0)]);
+    t.finish().unwrap();
+    drop(t);
+    let how = ["build", "build", "setup", "build", "setup"];
+    let claims = race_for(&dir, &how, &[("EZPZ_RESUME", "1")]);
+    let winners = claims.wrote.iter().filter(|d| **d == dir).count();
+    assert_eq!(winners, 1, "{:?} {:?}", claims.wrote, claims.refused);
+    assert_eq!(claims.wrote.len() + claims.refused.len(), how.len());
+    assert!(
+        claims
+            .refused
+            .iter()
+            .all(|e| e.contains("is being written")),
+        "{:?}",
+        claims.refused
+    );
+    assert_one_writer(&dir, &claim_rows(&dir, 1));
+    for written in claims.wrote.iter().filter(|d| **d != dir) {
+        assert_one_writer(written, &claim_rows(written, 0));
+    }
+}
+
+/// A run killed mid-way (`kill -9`) leaves its outdir claimed: a fresh run is refused there,
+/// a resumed one appends.
+#[test]
+fn a_killed_run_is_resumable_and_its_outdir_stays_taken() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    let mut held = spawn_child("hold", root.path(), &[(CHILD_DIR, dir.to_str().unwrap())]);
+    let mut said = std::io::BufReader::new(held.stdout.take().unwrap());
+    let mut line = String::new();
+    // libtest's own lines come first.
+    while !line.contains("HELD") {
+        line.clear();
+        assert!(said.read_line(&mut line).unwrap() > 0, "the child ended");
+    }
+    held.kill().unwrap();
+    held.wait().unwrap();
+    let fresh = TrackerBuilder::new()
+        .backends("csv,jsonl")
+        .outdir(&dir)
+        .rank(0)
+        .build();
+    assert!(
+        matches!(fresh, Err(Error::RunExists { .. })),
+        "{:?}",
+        fresh.err()
+    );
+    let t = TrackerBuilder::new()
+        .backends("csv,jsonl")
+        .outdir(&dir)
+        .rank(0)
+        .resume(true)
+        .build()
+        .unwrap();
+    t.log_at(1, [("loss", 2.0)]);
+    t.finish().unwrap();
+    assert_eq!(jsonl_steps(&dir.join("metrics.jsonl")), [0, 1]);
 }
 
 fn read_csv(path: &Path) -> Vec<Vec<String>> {

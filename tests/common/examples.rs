@@ -1,4 +1,5 @@
-//! Finding and running the workspace's example binaries from the root tests.
+//! Finding (current, built with the test's features) and running the workspace's example
+//! binaries from the root tests, and the `cargo build` a test may start for them.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -23,21 +24,21 @@ pub const VIT_TINY: &[&str] = &[
     "2",
 ];
 
-/// The example binary `name`, built with this test's profile and features.
+/// The example binary `name`, current, built with this test's profile and features: every
+/// test that runs an example gets it here.
 ///
 /// Cargo sets `CARGO_BIN_EXE_*` only for `[[bin]]` targets, so the example is found where
 /// `cargo test` put it: `<target>/<profile>/examples/<name>`, next to this test binary's
-/// `deps/` folder. A plain `cargo test` (what `scripts/test` runs) builds every example with
-/// the same features as the tests, so that copy is current. When it is missing, older than
-/// the example's own sources, or its `--version` names other features (left by a build with
-/// other flags), as after a filtered `cargo test --test vit`, this builds it with `cargo build
-/// --example` and the features compiled into this test.
+/// `deps/` folder. `scripts/test` builds every example first with the suite's selection and
+/// features (`cargo build --workspace --examples --features ezpz/…`), so that copy is current
+/// and nothing is built here. When it is missing, older than a source it is built from (the
+/// example's own files, `examples/shared/`, the `ezpz-tracker` and `ezpz-burn` sources, the
+/// manifests and `Cargo.lock`), or its `--version` names other features, as after a filtered
+/// `cargo test --test vit`, this builds it with the same selection (`--workspace`) and the
+/// features compiled into this test, so cargo resolves dependency features as the suite does
+/// and reuses its artifacts (a different selection would rebuild burn's dependencies).
 pub fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary under <target>/<profile>/deps");
+    let profile_dir = profile_dir();
     let bin = profile_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
@@ -45,7 +46,7 @@ pub fn example_binary(name: &str) -> PathBuf {
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     if !bin.is_file() || older_than_sources(&bin, name) || !has_test_features(&bin) {
-        build_example(name, profile_dir);
+        build_example(name, &profile_dir);
     }
     assert!(
         has_test_features(&bin),
@@ -56,7 +57,7 @@ pub fn example_binary(name: &str) -> PathBuf {
     bin
 }
 
-/// Whether a file of `examples/<name>.rs` or `examples/<name>/` is newer than `bin`.
+/// Whether a source `bin` is built from (see [`example_binary`]) is newer than `bin`.
 fn older_than_sources(bin: &std::path::Path, name: &str) -> bool {
     fn newest(path: &std::path::Path) -> Option<std::time::SystemTime> {
         let meta = std::fs::metadata(path).ok()?;
@@ -69,11 +70,22 @@ fn older_than_sources(bin: &std::path::Path, name: &str) -> bool {
             .filter_map(|e| newest(&e.path()))
             .max()
     }
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let sources = [examples.join(format!("{name}.rs")), examples.join(name)]
-        .iter()
-        .filter_map(|p| newest(p))
-        .max();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let examples = root.join("examples");
+    let sources = [
+        examples.join(format!("{name}.rs")),
+        examples.join(name),
+        examples.join("shared"),
+        root.join("ezpz-tracker/src"),
+        root.join("ezpz-tracker/Cargo.toml"),
+        root.join("ezpz-burn/src"),
+        root.join("ezpz-burn/Cargo.toml"),
+        root.join("Cargo.toml"),
+        root.join("Cargo.lock"),
+    ]
+    .iter()
+    .filter_map(|p| newest(p))
+    .max();
     let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
     matches!((sources, built), (Some(s), Some(b)) if s > b)
 }
@@ -113,10 +125,29 @@ fn has_test_features(bin: &std::path::Path) -> bool {
 }
 
 fn build_example(name: &str, profile_dir: &std::path::Path) {
-    let features = features();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--example", name]);
+    let status = suite_build(profile_dir)
+        .args(["--example", name])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --example {name} failed");
+}
+
+/// The directory of this test binary's profile, `<target>/<profile>`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary under <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// `cargo build --workspace --features ezpz/…` into `profile_dir` (its target and profile):
+/// the suite's selection and this test's features, as `scripts/test` builds, so dependency
+/// features resolve as in the suite's build and its artifacts are reused. Add the targets.
+pub fn suite_build(profile_dir: &std::path::Path) -> Command {
+    let features: Vec<String> = features().iter().map(|f| format!("ezpz/{f}")).collect();
+    let mut cmd = nested_cargo();
+    cmd.args(["build", "--workspace"]);
     if profile_dir.file_name().is_some_and(|p| p == "release") {
         cmd.arg("--release");
     }
@@ -126,8 +157,37 @@ fn build_example(name: &str, profile_dir: &std::path::Path) {
     if let Some(target) = profile_dir.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --example {name} failed");
+    cmd
+}
+
+/// A `cargo` command, in the repository root, for a build started from a test: without the
+/// variables cargo sets for the test process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`,
+/// `OUT_DIR`, …). Build scripts watch some of them (`ring`'s asks to rerun when
+/// `CARGO_PKG_NAME` changes): left in, they would make this build rerun those scripts and
+/// recompile everything above them, and the next plain `cargo` build do it again.
+pub fn nested_cargo() -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_by_cargo = name == "OUT_DIR"
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if set_by_cargo {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
 }
 
 /// `mpirun` on this machine, if any.

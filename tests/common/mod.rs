@@ -57,23 +57,6 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A compiled example of the root package (`cargo test` builds examples beside the tests:
-/// `target/<profile>/examples/<name>`).
-pub fn example_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "example `{name}` not built at {} (run through `cargo test`)",
-        bin.display()
-    );
-    bin
-}
-
 /// The quickstart example's ten documented scalars at `step` (`examples/quickstart.rs`).
 pub fn quickstart_scalars(step: u64) -> [(&'static str, f64); 10] {
     let s = step as f64;
@@ -97,23 +80,14 @@ pub mod mlflow_rest;
 pub mod mlflow_server;
 pub mod warnings;
 
-/// The `ezpz` command-line tool, built on demand (`cargo build -p ezpz-tracker --bin ezpz`:
-/// a root test cannot name another package's binary otherwise).
+/// The `ezpz` command-line tool, built on demand (a root test cannot name another
+/// package's binary otherwise) the way `scripts/test` builds it
+/// ([`examples::suite_build`]`.args(["--bin", "ezpz"])`), so usually nothing is built.
 pub fn ezpz_binary() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "ezpz-tracker",
-                "--bin",
-                "ezpz",
-                "--message-format=json",
-            ])
-            .current_dir(repo_root())
+        let out = examples::suite_build(&examples::profile_dir())
+            .args(["-q", "--bin", "ezpz", "--message-format=json"])
             .output()
             .expect("run cargo build");
         assert!(
