@@ -234,7 +234,7 @@ impl Record {
 }
 
 impl IntoMetrics for &Record {
-    fn for_each_metric(self, sink: &mut dyn MetricSink) {
+    fn for_each_metric<S: MetricSink + ?Sized>(self, sink: &mut S) {
         for (k, v) in self.metrics() {
             sink.value(k, v);
         }

@@ -162,9 +162,11 @@ impl RowSink<'_> {
 }
 
 impl MetricSink for RowSink<'_> {
+    #[inline]
     fn value(&mut self, key: &str, value: Value) {
         self.take(key, value);
     }
+    #[inline]
     fn number(&mut self, key: &str, value: f64) {
         self.take(key, Value::F64(value));
     }

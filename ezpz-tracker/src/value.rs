@@ -184,7 +184,7 @@ pub type Metric = (Arc<str>, Value);
 /// ```
 pub trait IntoMetrics {
     /// Hands every `(key, value)` pair to `sink`, in the caller's order.
-    fn for_each_metric(self, sink: &mut dyn MetricSink);
+    fn for_each_metric<S: MetricSink + ?Sized>(self, sink: &mut S);
 
     /// Collects the pairs (allocating each key).
     fn into_metrics(self) -> Vec<Metric>
@@ -217,7 +217,7 @@ impl<F: FnMut(&str, Value)> MetricSink for F {
 
 /// Hands one pair to `sink`, floats through [`MetricSink::number`].
 #[inline(always)]
-pub fn send_metric(sink: &mut dyn MetricSink, key: &str, value: impl Into<Value>) {
+pub fn send_metric<S: MetricSink + ?Sized>(sink: &mut S, key: &str, value: impl Into<Value>) {
     match value.into() {
         Value::F64(v) => sink.number(key, v),
         other => sink.value(key, other),
@@ -225,35 +225,35 @@ pub fn send_metric(sink: &mut dyn MetricSink, key: &str, value: impl Into<Value>
 }
 
 impl<K: AsRef<str>, V: Into<Value>, const N: usize> IntoMetrics for [(K, V); N] {
-    fn for_each_metric(self, sink: &mut dyn MetricSink) {
+    fn for_each_metric<S: MetricSink + ?Sized>(self, sink: &mut S) {
         for (k, v) in self {
             send_metric(sink, k.as_ref(), v);
         }
     }
 }
 impl<K: AsRef<str>, V: Into<Value>> IntoMetrics for Vec<(K, V)> {
-    fn for_each_metric(self, sink: &mut dyn MetricSink) {
+    fn for_each_metric<S: MetricSink + ?Sized>(self, sink: &mut S) {
         for (k, v) in self {
             send_metric(sink, k.as_ref(), v);
         }
     }
 }
 impl<K: AsRef<str>, V: Into<Value> + Clone> IntoMetrics for &[(K, V)] {
-    fn for_each_metric(self, sink: &mut dyn MetricSink) {
+    fn for_each_metric<S: MetricSink + ?Sized>(self, sink: &mut S) {
         for (k, v) in self {
             send_metric(sink, k.as_ref(), v.clone());
         }
     }
 }
-impl<K: AsRef<str>, V: Into<Value>, S> IntoMetrics for HashMap<K, V, S> {
-    fn for_each_metric(self, sink: &mut dyn MetricSink) {
+impl<K: AsRef<str>, V: Into<Value>, H> IntoMetrics for HashMap<K, V, H> {
+    fn for_each_metric<S: MetricSink + ?Sized>(self, sink: &mut S) {
         for (k, v) in self {
             send_metric(sink, k.as_ref(), v);
         }
     }
 }
 impl<K: AsRef<str>, V: Into<Value>> IntoMetrics for BTreeMap<K, V> {
-    fn for_each_metric(self, sink: &mut dyn MetricSink) {
+    fn for_each_metric<S: MetricSink + ?Sized>(self, sink: &mut S) {
         for (k, v) in self {
             send_metric(sink, k.as_ref(), v);
         }
