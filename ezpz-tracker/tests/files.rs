@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ezpz_tracker::{
-    register_backend, setup_tracker, unregister_backend, Error, MemoryBackend, TrackerBuilder,
+    register_backend, setup_tracker, unregister_backend, Error, MemoryBackend, Tracker,
+    TrackerBuilder,
 };
 
 const CHILD: &str = "EZPZ_FILES_CHILD";
@@ -108,23 +109,13 @@ fn child() {
             t.finish().unwrap();
         }
         "build" => {
-            let t = TrackerBuilder::new()
-                .backends("csv,jsonl")
-                .outdir(dir.unwrap())
-                .rank(0)
-                .build()
-                .unwrap_or_else(|e| panic!("{e}"));
+            let t = csv_jsonl_rank0(&dir.unwrap());
             t.log_at(10, [("loss", 2.0)]);
             t.finish().unwrap();
         }
         "claim" => claim_child(&dir.unwrap()),
         "hold" => {
-            let t = TrackerBuilder::new()
-                .backends("csv,jsonl")
-                .outdir(dir.unwrap())
-                .rank(0)
-                .build()
-                .unwrap_or_else(|e| panic!("{e}"));
+            let t = csv_jsonl_rank0(&dir.unwrap());
             t.log_at(0, [("loss", 1.0)]);
             t.flush().unwrap();
             println!("HELD");
@@ -132,6 +123,21 @@ fn child() {
         }
         other => panic!("unknown child `{other}`"),
     }
+}
+
+/// A rank-0 builder of CSV and JSONL into `dir`.
+fn csv_jsonl_builder(dir: &Path) -> TrackerBuilder {
+    TrackerBuilder::new()
+        .backends("csv,jsonl")
+        .outdir(dir)
+        .rank(0)
+}
+
+/// [`csv_jsonl_builder`], built (a child panics with the error).
+fn csv_jsonl_rank0(dir: &Path) -> Tracker {
+    csv_jsonl_builder(dir)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A `claim` child: gets a tracker on `dir` the way `EZPZ_FILES_CHILD_HOW` says (`build`,
@@ -143,13 +149,7 @@ fn claim_child(dir: &Path) {
     let tracker = if std::env::var(CHILD_HOW).as_deref() == Ok("setup") {
         setup_tracker(Some("claim"), Some("csv,jsonl"), None, Some(dir), Some(0))
     } else {
-        let built = TrackerBuilder::new()
-            .backends("csv,jsonl")
-            .outdir(dir)
-            .rank(0)
-            .report(false)
-            .build();
-        match built {
+        match csv_jsonl_builder(dir).report(false).build() {
             Ok(t) => t,
             Err(e) => {
                 say_built();
