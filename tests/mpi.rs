@@ -134,6 +134,19 @@ fn reference(values: &[f64]) -> [f64; 4] {
     [mean, min, max, var.sqrt()]
 }
 
+/// `run`'s stderr says `text` (a warning).
+fn assert_warned(run: &Run, text: &str) {
+    assert!(run.stderr.contains(text), "no `{text}` in:\n{}", run.stderr);
+}
+
+/// Row `step` aggregates `x = step + rank` over `world` ranks (the probe's `x`).
+fn assert_steps_over_ranks(rows: &[HashMap<String, String>], world: usize) {
+    for (step, row) in rows.iter().enumerate() {
+        let values: Vec<f64> = (0..world).map(|r| (step + r) as f64).collect();
+        assert_aggregates(row, "x", &values);
+    }
+}
+
 fn assert_aggregates(row: &HashMap<String, String>, key: &str, values: &[f64]) {
     let want = reference(values);
     for (suffix, want) in ["mean", "min", "max", "std"].iter().zip(want) {
@@ -406,22 +419,10 @@ fn mpi_uneven_row_counts_finish_and_warn_np3() {
     let run = mpirun(3, program, &["uneven", out.to_str().unwrap()]);
     let rows = read_csv(&out);
     assert_eq!(rows.len(), 6, "rank 0's rows: steps 0..=5");
-    for (step, row) in rows.iter().take(5).enumerate() {
-        let values: Vec<f64> = (0..3).map(|r| (step + r) as f64).collect();
-        assert_aggregates(row, "x", &values);
-    }
+    assert_steps_over_ranks(&rows[..5], 3);
     assert_aggregates(&rows[5], "x", &[5.0]);
-    assert!(
-        run.stderr.contains("no matching row from rank(s) 1,2"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains("1 row(s) logged on other ranks had no row of rank 0"),
-        "{}",
-        run.stderr
-    );
+    assert_warned(&run, "no matching row from rank(s) 1,2");
+    assert_warned(&run, "1 row(s) logged on other ranks had no row of rank 0");
 }
 
 /// A round in which one rank other than 0 has rows and another has none: that rank sends an
@@ -438,19 +439,10 @@ fn mpi_a_rank_with_nothing_to_send_in_a_round_np3() {
     let run = mpirun(3, program, &["late", out.to_str().unwrap()]);
     let rows = read_csv(&out);
     assert_eq!(rows.len(), 5, "rank 0's rows: steps 0..5\n{}", run.stderr);
-    for (step, row) in rows.iter().enumerate() {
-        let values: Vec<f64> = (0..3).map(|r| (step + r) as f64).collect();
-        assert_aggregates(row, "x", &values);
-    }
-    assert!(
-        run.stderr
-            .contains("1 row(s) logged on other ranks had no row of rank 0"),
-        "{}",
-        run.stderr
-    );
+    assert_steps_over_ranks(&rows, 3);
+    assert_warned(&run, "1 row(s) logged on other ranks had no row of rank 0");
 }
 
-/// `KEY rank=<r> hash=<h>` lines as rank → hash.
 /// A rank whose training thread hangs: the others finish within their deadline (3 s), rank 0
 /// with every row it had, and warn which rank was missing; the hung rank finishes later.
 #[test]
@@ -474,12 +466,7 @@ fn mpi_a_hung_rank_does_not_hold_the_others_np3() {
             run.stdout
         );
     }
-    assert!(
-        run.stderr
-            .contains("rank(s) 1 had not finished by the finish deadline"),
-        "{}",
-        run.stderr
-    );
+    assert_warned(&run, "rank(s) 1 had not finished by the finish deadline");
     let rows = read_csv(&out);
     assert_eq!(rows.len(), 5, "rank 0 wrote every row it had");
     for (step, row) in rows.iter().enumerate() {
@@ -488,6 +475,7 @@ fn mpi_a_hung_rank_does_not_hold_the_others_np3() {
     }
 }
 
+/// `KEY rank=<r> hash=<h>` lines as rank → hash.
 fn hashes(stdout: &str, key: &str) -> Vec<String> {
     let mut out: Vec<(usize, String)> = stdout
         .lines()

@@ -5,6 +5,8 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::value::Metric;
+
 /// A row's metric names, in the caller's order. Rows logged with the same keys in the same
 /// order share one list, so [`Keys::ptr_eq`] on two rows' keys is a cheap first test.
 /// Dereferences to the names.
@@ -79,24 +81,32 @@ pub(crate) fn same_key(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-/// Builds `base + extra` key lists for rows that get metrics appended, reusing the list
-/// built for the previous row when its parts were the same lists.
+/// Builds `base + the keys of extra` for rows that get metrics appended, reusing the list
+/// built for the previous row when its parts were the same lists (then nothing is allocated).
 #[derive(Default)]
 pub(crate) struct KeyJoiner {
-    last: Option<(Keys, Vec<Arc<str>>, Keys)>,
+    /// The last base and joined lists; the joined list ends with the extra keys.
+    last: Option<(Keys, Keys)>,
 }
 
 impl KeyJoiner {
-    pub(crate) fn join(&mut self, base: &Keys, extra: &[Arc<str>]) -> Keys {
-        if let Some((b, e, joined)) = &self.last {
-            let same_extra =
-                e.len() == extra.len() && e.iter().zip(extra).all(|(a, b)| Arc::ptr_eq(a, b));
+    pub(crate) fn join(&mut self, base: &Keys, extra: &[Metric]) -> Keys {
+        if let Some((b, joined)) = &self.last {
+            let same_extra = joined.len() == b.len() + extra.len()
+                && joined[b.len()..]
+                    .iter()
+                    .zip(extra)
+                    .all(|(a, (k, _))| Arc::ptr_eq(a, k));
             if Keys::ptr_eq(b, base) && same_extra {
                 return joined.clone();
             }
         }
-        let joined: Keys = base.iter().chain(extra).cloned().collect();
-        self.last = Some((base.clone(), extra.to_vec(), joined.clone()));
+        let joined: Keys = base
+            .iter()
+            .cloned()
+            .chain(extra.iter().map(|(k, _)| k.clone()))
+            .collect();
+        self.last = Some((base.clone(), joined.clone()));
         joined
     }
 }

@@ -108,25 +108,26 @@ impl PendingRow {
     /// remembered or new one. The next row follows it.
     fn commit_keys(&mut self) -> Keys {
         let n = self.values.len();
-        let keys = match (self.own.take(), &self.keys) {
-            (None, Some(keys)) if keys.len() == n => return keys.clone(),
-            (None, keys) => keys.as_deref().map_or(&[][..], |k| &k[..n]).to_vec(),
-            (Some(own), _) => own,
+        let keys = match (self.own.take(), self.keys.take()) {
+            (None, Some(keys)) if keys.len() == n => keys,
+            // A prefix of the followed list.
+            (None, keys) => self.remember(keys.as_deref().map_or(&[][..], |k| &k[..n])),
+            (Some(own), _) => self.remember(&own),
         };
-        let keys = self.remember(keys);
         self.keys = Some(keys.clone());
         keys
     }
 
-    /// The remembered list equal to `keys`, or `keys` as a new one (forgetting the oldest).
-    fn remember(&mut self, keys: Vec<Arc<str>>) -> Keys {
-        if let Some(list) = self.recent.iter().find(|l| l[..] == keys[..]) {
+    /// The remembered list equal to `keys`, or a new one (forgetting the oldest): a row that
+    /// repeats a known list allocates nothing.
+    fn remember(&mut self, keys: &[Arc<str>]) -> Keys {
+        if let Some(list) = self.recent.iter().find(|l| l[..] == *keys) {
             return list.clone();
         }
         if self.recent.len() == RECENT {
             self.recent.remove(0);
         }
-        let list: Keys = keys.into();
+        let list: Keys = keys.to_vec().into();
         self.recent.push(list.clone());
         list
     }

@@ -220,8 +220,7 @@ impl Record {
         if metrics.is_empty() {
             return;
         }
-        let extra: Vec<Arc<str>> = metrics.iter().map(|(k, _)| k.clone()).collect();
-        self.keys = joiner.join(&self.keys, &extra);
+        self.keys = joiner.join(&self.keys, &metrics);
         for (_, v) in metrics {
             self.values.push(v);
         }
